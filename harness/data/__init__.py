@@ -1,0 +1,75 @@
+"""Data sets and protocol. `load_dataset` resolves a name to a source, preprocesses once and caches.
+
+Names: `ml-100k`, `ml-1m` (embedded, from pip packages), `amazon-<beauty|sports|toys|clothing>` or
+`amazon-<Category>` (files in `data_dir`), or a path to a folder of RecBole atomic files
+(`folder` or `folder/<name>`).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from harness.data.cache import atomic_dir, cache_key, cache_root, is_complete
+from harness.data.dataset import SequenceData, stats_table
+from harness.data.errors import DataError
+from harness.data.preprocess import PreprocessOptions, preprocess
+from harness.data.sources import MOVIELENS, RawData, load_amazon, load_atomic, load_movielens, movielens_folder
+from harness.data.split import Split, make_split
+
+# Bump when preprocessing changes meaning, so old caches are rebuilt.
+FORMAT_VERSION = 1
+
+__all__ = ["DataError", "PreprocessOptions", "SequenceData", "Split", "load_dataset", "make_split",
+           "resolve_source", "stats_table"]
+
+
+def resolve_source(name: str, data_dir: str | Path | None = None, image_dir: str | Path | None = None):
+    """-> (kind, files to fingerprint, loader). The loader reads the raw files only when called."""
+    if name in MOVIELENS:
+        folder = movielens_folder(name)
+        files = [folder / f"{name}.inter", folder / f"{name}.item"]
+        return "movielens", files, lambda: load_movielens(name)
+    if name.startswith("amazon-"):
+        folder = Path(data_dir or "data")
+        category = name[len("amazon-"):]
+        loader = lambda: load_amazon(folder, category, image_dir)  # noqa: E731
+        return "amazon", None, loader
+    path = Path(name)
+    if path.is_dir():
+        return "atomic", None, lambda: load_atomic(path)
+    if path.parent.is_dir() and (path.parent / f"{path.name}.inter").is_file():
+        return "atomic", None, lambda: load_atomic(path.parent, path.name)
+    known = ", ".join(list(MOVIELENS) + ["amazon-<category>"])
+    raise DataError(name, None, "unknown data set (not a built-in name nor a folder of atomic files)",
+                    f"use one of {known}, or a folder that holds <name>.inter")
+
+
+def load_dataset(name: str, options: PreprocessOptions | None = None, data_dir: str | Path | None = None,
+                 image_dir: str | Path | None = None, cache_dir: str | Path | None = None,
+                 verbose: bool = True) -> SequenceData:
+    """Load from the processed cache, or read, preprocess and cache atomically."""
+    options = options or PreprocessOptions()
+    kind, files, loader = resolve_source(name, data_dir, image_dir)
+    raw: RawData | None = None
+    if files is None:  # the source files are only known after reading (Amazon: reviews or ratings file)
+        raw = loader()
+        files = raw.files
+    for file in files:
+        if not Path(file).is_file() and not (kind == "movielens" and file.suffix == ".item"):
+            raise DataError(file, None, "source file not found", "check the data set path")
+    files = [f for f in files if Path(f).is_file()]
+    key = cache_key(kind, files, options.as_dict(), FORMAT_VERSION)
+    folder = Path(cache_dir or cache_root() / "data") / f"{Path(name).name}-{key}"
+    if is_complete(folder):
+        data = SequenceData.load(folder)
+    else:
+        raw = raw or loader()
+        data = preprocess(raw, options)
+        data.meta["cache_key"] = key
+        with atomic_dir(folder) as tmp:
+            data.save(tmp)
+        if verbose:
+            print(f"[data] processed {name} -> {folder}", file=sys.stderr)
+            print(stats_table(data.stats()), file=sys.stderr)
+    data.meta["cache_dir"] = str(folder)
+    return data

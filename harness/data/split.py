@@ -1,0 +1,138 @@
+"""Splits and the protocol's tensors-to-be: training windows, evaluation histories, popularity buckets.
+
+A split is three arrays of *target positions* (indices into `SequenceData.item_seq`); the history of a
+target is everything before it in the same user's sequence. This covers leave-one-out and the
+reference code's per-user ratio split with one representation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.data.dataset import SequenceData
+from harness.data.errors import DataError
+
+
+@dataclass
+class Split:
+    kind: str
+    train_pos: np.ndarray  # positions used as training targets (never a user's first item)
+    valid_pos: np.ndarray
+    test_pos: np.ndarray
+    train_end: np.ndarray  # [n_users]: position one past the user's last training item
+
+    def describe(self) -> str:
+        return {
+            "loo": "chronological leave-one-out (last item test, second-to-last validation, rest train)",
+            "ratio": "per-user chronological ratio split",
+        }[self.kind]
+
+
+def leave_one_out(data: SequenceData) -> Split:
+    start, end = data.user_offsets[:-1], data.user_offsets[1:]
+    if (end - start < 3).any():
+        raise DataError(None, "user sequence length", "leave-one-out needs at least 3 interactions per user",
+                        "use k-core filtering with --user-k >= 3")
+    train_end = end - 2
+    return Split("loo", _ranges(start + 1, train_end), end - 2, end - 1, train_end)
+
+
+def ratio_split(data: SequenceData, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> Split:
+    """Per user: the first ratios[0] of the sequence trains, the next ratios[1] validates, the rest tests.
+
+    Every user keeps at least 1 validation and 1 test target (as in the reference code's split).
+    """
+    if abs(sum(ratios) - 1) > 1e-6 or min(ratios) <= 0:
+        raise DataError(None, "split ratios", f"{ratios} must be positive and sum to 1", "e.g. 0.8,0.1,0.1")
+    start, end = data.user_offsets[:-1], data.user_offsets[1:]
+    length = end - start
+    if (length < 3).any():
+        raise DataError(None, "user sequence length", "the ratio split needs at least 3 interactions per user",
+                        "use k-core filtering with --user-k >= 3")
+    n_test = np.maximum(1, np.round(length * ratios[2]).astype(np.int64))
+    n_valid = np.maximum(1, np.round(length * ratios[1]).astype(np.int64))
+    n_train = np.maximum(1, length - n_test - n_valid)
+    n_valid = length - n_train - n_test
+    train_end = start + n_train
+    valid_end = train_end + n_valid
+    return Split("ratio", _ranges(start + 1, train_end), _ranges(train_end, valid_end), _ranges(valid_end, end),
+                 train_end)
+
+
+def make_split(data: SequenceData, kind: str = "loo") -> Split:
+    if kind == "loo":
+        return leave_one_out(data)
+    if kind == "ratio":
+        return ratio_split(data)
+    raise DataError(None, "split", f"unknown split {kind!r}", "use 'loo' or 'ratio'")
+
+
+def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Concatenation of arange(lo[i], hi[i]) for all i, vectorised."""
+    counts = np.maximum(hi - lo, 0)
+    if counts.sum() == 0:
+        return np.zeros(0, dtype=np.int64)
+    offsets = np.repeat(lo - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    return (np.arange(counts.sum()) + offsets).astype(np.int64)
+
+
+# ------------------------------------------------------------------------------------------ protocol arrays
+def training_windows(data: SequenceData, split: Split, max_len: int) -> np.ndarray:
+    """Every training target exactly once, in windows of up to `max_len` targets: int64 [n, max_len + 1].
+
+    Row = [i_0 .. i_L] right-padded with 0: inputs are row[:-1], targets row[1:]. Windows are cut from
+    the end of each user's training part, so the most recent targets get the longest context.
+    A user's training targets are positions start+1 .. train_end-1 (every prefix predicts its next item).
+    """
+    start = data.user_offsets[:-1]
+    n_targets = np.maximum(split.train_end - start - 1, 0)
+    per_user = -(-n_targets // max_len)  # ceil
+    user = np.repeat(np.arange(data.n_users), per_user)
+    j = _ranges(np.zeros_like(per_user), per_user)  # 0 = the most recent window of the user
+    last = split.train_end[user] - 1 - j * max_len
+    first = np.maximum(start[user] + 1, last - max_len + 1)
+    cols = np.arange(max_len + 1)
+    index = first[:, None] - 1 + cols[None, :]
+    valid = index <= last[:, None]
+    return np.where(valid, data.item_seq[np.where(valid, index, 0)], 0).astype(np.int64)
+
+
+def histories(data: SequenceData, positions: np.ndarray, max_len: int) -> np.ndarray:
+    """The last `max_len` items before each target position, right-padded: int64 [n, max_len]."""
+    user = data.user_of_position()[positions]
+    start = data.user_offsets[:-1][user]
+    length = np.minimum(positions - start, max_len)
+    cols = np.arange(max_len)
+    index = (positions - length)[:, None] + cols[None, :]
+    valid = cols[None, :] < length[:, None]
+    return np.where(valid, data.item_seq[np.where(valid, index, 0)], 0).astype(np.int64)
+
+
+def seen_items(data: SequenceData, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CSR (offsets [n + 1], items) of *all* items before each target (for history exclusion)."""
+    user = data.user_of_position()[positions]
+    start = data.user_offsets[:-1][user]
+    flat = _ranges(start, positions)
+    offsets = np.concatenate([[0], np.cumsum(positions - start)]).astype(np.int64)
+    return offsets, data.item_seq[flat]
+
+
+POPULARITY_BUCKETS = ("cold", "warm", "hot")
+
+
+def train_item_counts(data: SequenceData, split: Split) -> np.ndarray:
+    """Interactions per item inside the training part (including each user's first item)."""
+    start = data.user_offsets[:-1]
+    train_items = data.item_seq[_ranges(start, split.train_end)]
+    return np.bincount(train_items, minlength=data.n_items + 1)
+
+
+def popularity_buckets(counts: np.ndarray, targets: np.ndarray, cold_max: int = 5,
+                       hot_quantile: float = 0.8) -> tuple[np.ndarray, dict]:
+    """Bucket of each target item: cold (<= cold_max training interactions), hot (at or above the
+    `hot_quantile` of item training counts), warm otherwise. Returns (bucket index, thresholds)."""
+    hot_min = max(cold_max + 1, int(np.ceil(np.quantile(counts[1:], hot_quantile))))
+    c = counts[targets]
+    bucket = np.where(c <= cold_max, 0, np.where(c >= hot_min, 2, 1))
+    return bucket, {"cold_max_train_count": cold_max, "hot_min_train_count": hot_min}
