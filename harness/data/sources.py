@@ -39,11 +39,10 @@ def parse_timestamps(values: pd.Series, file: Path, field_name: str) -> np.ndarr
     numeric = pd.to_numeric(values, errors="coerce")
     if not numeric.isna().any():
         return numeric.to_numpy(dtype=np.float64)
-    try:
-        parsed = pd.to_datetime(values, utc=True, format="mixed")
-    except (ValueError, TypeError, OverflowError):
-        parsed = pd.to_datetime(values, utc=True, errors="coerce", format="mixed")
-    bad = parsed.isna()
+    parsed = pd.to_datetime(values, utc=True, errors="coerce", format="mixed")
+    seconds = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+    # a value is bad when it is neither a number nor a date; the first one is named in the error
+    bad = numeric.isna() & seconds.isna()
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataError(
@@ -51,7 +50,11 @@ def parse_timestamps(values: pd.Series, file: Path, field_name: str) -> np.ndarr
             f"cannot parse {values.iloc[row]!r} (data row {row + 1}) as a timestamp",
             "use unix seconds or ISO-8601 dates (e.g. 2003-02-28 17:49:50) in this column",
         )
-    return (parsed.astype("int64") // 10**9).to_numpy(dtype=np.float64)
+    if numeric.notna().any():
+        row = int(np.flatnonzero(numeric.notna().to_numpy())[0])
+        raise DataError(file, field_name, f"mixes numbers ({values.iloc[row]!r}, data row {row + 1}) and dates",
+                        "use one timestamp format for the whole column")
+    return seconds.to_numpy(dtype=np.float64)
 
 
 def _require_file(path: Path, what: str, fix: str) -> Path:

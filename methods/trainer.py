@@ -1,0 +1,153 @@
+"""Training loop: full-softmax cross-entropy, Adam, early stopping on validation, test once at the best epoch."""
+from __future__ import annotations
+
+import random
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from methods.backbones import count_trainable
+from methods.evaluate import EvalSet, evaluate
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 200
+    batch_size: int = 128  # training windows per step (each holds up to max_len targets)
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 10  # epochs without a validation improvement before stopping
+    valid_metric: str = "NDCG@10"
+    ks: tuple[int, ...] = (5, 10, 20)
+    eval_batch_size: int = 512
+    exclude_history: bool = False
+    device: str = "cpu"
+    precision: str = "fp32"  # "bf16": autocast for the training forward/backward (evaluation stays fp32)
+    seed: int = 0
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class NonFiniteLossError(FloatingPointError):
+    pass
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for but torch sees no CUDA device; use --device cpu or auto")
+    return name
+
+
+def peak_memory_mb(device: str) -> tuple[float, str]:
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20, "cuda_max_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_max_rss"
+
+
+def training_loss(model, windows: torch.Tensor) -> torch.Tensor:
+    """Next-item CE at every real position of the windows, softmax over all items (padding excluded)."""
+    inputs, targets = windows[:, :-1], windows[:, 1:]
+    states = model.encode(inputs)
+    mask = targets > 0
+    logits = states[mask] @ model.item_emb.weight[1:].T
+    return F.cross_entropy(logits.float(), targets[mask] - 1)
+
+
+def fit(model, train_windows: torch.Tensor, valid: EvalSet, test: EvalSet, cfg: TrainConfig) -> dict:
+    """Train with early stopping on `cfg.valid_metric`; the test set is evaluated once, at the best epoch."""
+    device = cfg.device
+    model.to(device)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    n_params = count_trainable(model)
+    eval_kwargs = dict(ks=cfg.ks, batch_size=cfg.eval_batch_size, device=device,
+                       exclude_history=cfg.exclude_history)
+    curves: list[dict] = []
+    train_seconds: list[float] = []
+    eval_seconds: list[float] = []
+    best_score, best_epoch, best_state, stop_reason = -1.0, 0, None, "no training (no trainable parameters)"
+
+    if n_params > 0:
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        generator = torch.Generator().manual_seed(cfg.seed)
+        autocast = torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu",
+                                  dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+        stale = 0
+        stop_reason = f"reached {cfg.epochs} epochs"
+        for epoch in range(1, cfg.epochs + 1):
+            model.train()
+            start = time.perf_counter()
+            order = torch.randperm(len(train_windows), generator=generator)
+            total, steps = 0.0, 0
+            bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch}", leave=False,
+                       disable=not cfg.progress, unit="batch")
+            for lo in bar:
+                batch = train_windows[order[lo:lo + cfg.batch_size]].to(device, non_blocking=True)
+                with autocast:
+                    loss = training_loss(model, batch)
+                if not torch.isfinite(loss):
+                    raise NonFiniteLossError(f"non-finite training loss ({loss.item()}) at epoch {epoch}, "
+                                             f"step {steps}: lower the learning rate or use fp32")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.item()
+                steps += 1
+                if steps % 20 == 0:
+                    bar.set_postfix(loss=f"{total / steps:.4f}")
+            train_seconds.append(time.perf_counter() - start)
+
+            start = time.perf_counter()
+            valid_result = evaluate(model, valid, **eval_kwargs)["overall"]
+            eval_seconds.append(time.perf_counter() - start)
+            score = valid_result[cfg.valid_metric]
+            curves.append({"epoch": epoch, "train_loss": total / max(steps, 1),
+                           "train_seconds": train_seconds[-1], "valid": valid_result})
+            if cfg.progress:
+                tqdm.write(f"epoch {epoch:3d}  loss {total / max(steps, 1):.4f}  valid {cfg.valid_metric} "
+                           f"{score:.4f}  ({train_seconds[-1]:.1f}s train, {eval_seconds[-1]:.1f}s eval)")
+            if score > best_score:
+                best_score, best_epoch, stale = score, epoch, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                stale += 1
+                if stale >= cfg.patience:
+                    stop_reason = f"early stop: no {cfg.valid_metric} improvement for {cfg.patience} epochs"
+                    break
+        model.load_state_dict(best_state)
+
+    start = time.perf_counter()
+    valid_best = evaluate(model, valid, **eval_kwargs)
+    test_result = evaluate(model, test, **eval_kwargs)
+    final_eval = time.perf_counter() - start
+    peak, peak_kind = peak_memory_mb(device)
+    return {
+        "valid": valid_best,
+        "test": test_result,
+        "best_epoch": best_epoch,
+        "epochs_run": len(curves),
+        "stop_reason": stop_reason,
+        "curves": curves,
+        "trainable_params": n_params,
+        "seconds_per_epoch": float(np.mean(train_seconds)) if train_seconds else 0.0,
+        "eval_seconds": float(np.mean(eval_seconds)) if eval_seconds else final_eval / 2,
+        "train_seconds_total": float(np.sum(train_seconds)),
+        "peak_memory_mb": peak,
+        "peak_memory_kind": peak_kind,
+    }

@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+
+from harness.data import DataError
+from harness.data.split import (histories, leave_one_out, popularity_buckets, ratio_split, seen_items,
+                                train_item_counts, training_windows)
+from helpers import make_data
+
+
+def test_leave_one_out_positions():
+    data = make_data([[1, 2, 3, 4, 5], [6, 7, 8]])
+    split = leave_one_out(data)
+    assert data.item_seq[split.test_pos].tolist() == [5, 8]
+    assert data.item_seq[split.valid_pos].tolist() == [4, 7]
+    # every prefix of the training part predicts its next item; a user's first item is never a target
+    assert data.item_seq[split.train_pos].tolist() == [2, 3]
+    assert split.train_end.tolist() == [3, 6]
+
+
+def test_leave_one_out_needs_three_items():
+    with pytest.raises(DataError, match="at least 3"):
+        leave_one_out(make_data([[1, 2]]))
+
+
+def test_histories_are_right_padded_and_truncated():
+    data = make_data([[1, 2, 3, 4, 5], [6, 7, 8]])
+    split = leave_one_out(data)
+    assert histories(data, split.test_pos, 3).tolist() == [[2, 3, 4], [6, 7, 0]]
+    assert histories(data, split.valid_pos, 10).tolist() == [[1, 2, 3] + [0] * 7, [6] + [0] * 9]
+
+
+def test_training_windows_cover_every_target_once():
+    seq = list(range(1, 13))  # 12 items: train part 1..10, targets 2..10
+    data = make_data([seq, [20, 21, 22, 23]])
+    split = leave_one_out(data)
+    windows = training_windows(data, split, max_len=4)
+    targets = windows[:, 1:][windows[:, 1:] > 0]
+    assert sorted(targets.tolist()) == sorted(data.item_seq[split.train_pos].tolist())
+    # the most recent window has full context; test/valid items never appear as targets or inputs
+    as_lists = [w for w in windows.tolist()]
+    assert [6, 7, 8, 9, 10] in as_lists
+    assert [2, 3, 4, 5, 6] in as_lists
+    assert [1, 2, 0, 0, 0] in as_lists
+    assert [20, 21, 0, 0, 0] in as_lists
+    assert not np.isin(windows, [11, 12, 22, 23]).any()
+
+
+def test_ratio_split_is_chronological_per_user():
+    data = make_data([list(range(1, 21))])
+    split = ratio_split(data, (0.8, 0.1, 0.1))
+    assert data.item_seq[split.test_pos].tolist() == [19, 20]
+    assert data.item_seq[split.valid_pos].tolist() == [17, 18]
+    assert data.item_seq[split.train_pos].tolist() == list(range(2, 17))
+
+
+def test_seen_items_hold_all_history():
+    data = make_data([[1, 2, 3, 4, 5]])
+    offsets, items = seen_items(data, leave_one_out(data).test_pos)
+    assert offsets.tolist() == [0, 4] and items.tolist() == [1, 2, 3, 4]
+
+
+def test_popularity_buckets_from_training_counts():
+    data = make_data([[1, 2, 3, 4, 5], [1, 2, 3, 6, 7], [1, 3, 6, 8, 9]])
+    split = leave_one_out(data)
+    counts = train_item_counts(data, split)
+    assert counts[1] == 3 and counts[4] == 0 and counts[6] == 1
+    bucket, thresholds = popularity_buckets(counts, np.array([1, 4]), cold_max=1)
+    assert thresholds["hot_min_train_count"] >= 2
+    assert bucket.tolist() == [2, 0]
