@@ -49,7 +49,7 @@ class TrialConfig:
     gru_dropout: float = 0.3
     # optimisation
     epochs: int = 200
-    batch_size: int = 128
+    batch_size: int = 32  # windows per step (up to max_len targets each); 32 beat 128 on ML-100k validation
     lr: float = 1e-3
     weight_decay: float = 0.0
     patience: int = 10

@@ -1,0 +1,128 @@
+import numpy as np
+import pytest
+import torch
+
+from harness.data.split import histories, leave_one_out, training_windows
+from methods.backbones import GRU4Rec, MostPopular, SASRec, build_backbone
+from methods.evaluate import EvalSet, evaluate
+from methods.trainer import NonFiniteLossError, TrainConfig, fit, seed_everything, training_loss
+from helpers import make_data
+
+
+def toy_problem(n_users=60, n_items=30, length=12, seed=0):
+    """Users walk through items in a fixed cyclic order: the next item is fully predictable."""
+    rng = np.random.default_rng(seed)
+    sequences = []
+    for _ in range(n_users):
+        start = rng.integers(n_items)
+        sequences.append([(start + t) % n_items + 1 for t in range(length)])
+    data = make_data(sequences)
+    split = leave_one_out(data)
+    windows = torch.from_numpy(training_windows(data, split, 8))
+
+    def eval_set(pos):
+        return EvalSet(torch.from_numpy(histories(data, pos, 8)), torch.from_numpy(data.item_seq[pos]))
+    return data, windows, eval_set(split.valid_pos), eval_set(split.test_pos)
+
+
+def train(backbone, epochs=5, seed=0, **kw):
+    data, windows, valid, test = toy_problem()
+    seed_everything(seed)
+    model = build_backbone(backbone, data.n_items, 8, **kw)
+    cfg = TrainConfig(epochs=epochs, batch_size=16, lr=5e-3, patience=50, seed=seed, progress=False, ks=(1, 5, 10))
+    return fit(model, windows, valid, test, cfg), model
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "gru4rec"])
+def test_learns_a_predictable_sequence(backbone):
+    result, _ = train(backbone, epochs=30)
+    assert result["test"]["overall"]["HR@1"] > 0.8  # random would be 1/30
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "gru4rec"])
+def test_same_seed_same_metrics(backbone):
+    first, _ = train(backbone, epochs=3, seed=7)
+    second, _ = train(backbone, epochs=3, seed=7)
+    assert first["test"] == second["test"] and first["curves"][-1]["train_loss"] == second["curves"][-1]["train_loss"]
+    other, _ = train(backbone, epochs=3, seed=8)
+    assert other["curves"][-1]["train_loss"] != first["curves"][-1]["train_loss"]
+
+
+def test_best_weights_are_copied_and_restored(monkeypatch):
+    """Validation peaks at epoch 2 (scripted); the returned model must be the epoch-2 weights."""
+    import methods.trainer as trainer
+
+    data, windows, valid, test = toy_problem()
+    seed_everything(0)
+    model = SASRec(data.n_items, 8, dim=16, n_heads=2, inner_dim=32)
+    snapshots = []
+    scripted = iter([0.1, 0.5, 0.2, 0.3, 0.1])
+    real_evaluate = trainer.evaluate
+
+    def fake_evaluate(m, data_, **kw):
+        if data_ is valid and len(snapshots) < 5:
+            snapshots.append({k: v.clone() for k, v in m.state_dict().items()})
+            return {"overall": {"NDCG@10": next(scripted)}}
+        return real_evaluate(m, data_, **kw)
+
+    monkeypatch.setattr(trainer, "evaluate", fake_evaluate)
+    result = fit(model, windows, valid, test, TrainConfig(epochs=5, batch_size=16, patience=3, progress=False))
+    assert result["best_epoch"] == 2 and result["epochs_run"] == 5
+    final = model.state_dict()
+    assert all(torch.equal(final[k], snapshots[1][k]) for k in final)
+    assert not torch.equal(final["item_emb.weight"], snapshots[4]["item_emb.weight"])
+
+
+def test_early_stopping_patience():
+    data, windows, valid, test = toy_problem()
+    seed_everything(0)
+    model = SASRec(data.n_items, 8, dim=16, inner_dim=32)
+    cfg = TrainConfig(epochs=200, batch_size=16, lr=5e-3, patience=2, progress=False)
+    result = fit(model, windows, valid, test, cfg)
+    assert result["epochs_run"] < 200 and result["epochs_run"] == result["best_epoch"] + 2
+    assert result["stop_reason"].startswith("early stop")
+
+
+def test_nan_loss_fails_clearly():
+    data, windows, valid, test = toy_problem()
+    model = GRU4Rec(data.n_items, dim=8, hidden=8)
+    with torch.no_grad():
+        model.item_emb.weight[3] = float("nan")
+    with pytest.raises(NonFiniteLossError, match="non-finite training loss"):
+        fit(model, windows, valid, test, TrainConfig(epochs=1, progress=False))
+
+
+def test_most_popular_needs_no_training():
+    data, windows, valid, test = toy_problem()
+    counts = torch.bincount(windows.flatten(), minlength=data.n_items + 1)
+    result = fit(MostPopular(counts), windows, valid, test, TrainConfig(progress=False))
+    assert result["epochs_run"] == 0 and result["trainable_params"] == 0
+    assert 0 <= result["test"]["overall"]["HR@10"] <= 1
+
+
+def test_evaluation_independent_of_batch_size():
+    data, windows, valid, test = toy_problem()
+    seed_everything(0)
+    model = SASRec(data.n_items, 8, dim=16, inner_dim=32)
+    a = evaluate(model, test, batch_size=7)
+    b = evaluate(model, test, batch_size=1000)
+    assert a == b
+
+
+def test_padding_never_leaks_into_real_positions():
+    """Right padding + causal mask: a real position's state ignores what follows it."""
+    seed_everything(0)
+    model = SASRec(20, 6, dim=16, inner_dim=32).eval()
+    short = torch.tensor([[3, 4, 5, 0, 0, 0]])
+    longer = torch.tensor([[3, 4, 5, 9, 1, 2]])
+    with torch.no_grad():
+        assert torch.allclose(model.encode(short)[0, :3], model.encode(longer)[0, :3], atol=1e-6)
+        assert torch.isfinite(model.encode(torch.zeros(2, 6, dtype=torch.long))).all()
+
+
+def test_training_loss_ignores_padding_targets():
+    seed_everything(0)
+    model = GRU4Rec(10, dim=8, hidden=8).eval()  # no dropout noise
+    padded = torch.tensor([[1, 2, 3, 0, 0]])
+    trimmed = torch.tensor([[1, 2, 3]])
+    assert torch.allclose(training_loss(model, padded), training_loss(model, trimmed))
