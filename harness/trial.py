@@ -57,6 +57,7 @@ class TrialConfig:
     device: str = "cpu"
     precision: str = "fp32"
     threads: int = 0  # 0: leave torch's default
+    stop_at_valid: float = 0.0  # >0: stop when validation NDCG@10 reaches it (time-to-quality benchmarks)
 
     def backbone_hparams(self) -> dict:
         if self.backbone == "sasrec":
@@ -104,7 +105,7 @@ def run_trial(cfg: TrialConfig, data_dir=None, image_dir=None, progress: bool = 
     train_cfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                             patience=cfg.patience, eval_batch_size=cfg.eval_batch_size,
                             exclude_history=cfg.exclude_history, device=device, precision=cfg.precision,
-                            seed=cfg.seed, progress=progress)
+                            seed=cfg.seed, progress=progress, stop_at=cfg.stop_at_valid or None)
     result = fit(model, windows, valid, test, train_cfg)
     protocol = {
         "split": split.describe(),

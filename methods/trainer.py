@@ -4,7 +4,7 @@ from __future__ import annotations
 import random
 import resource
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ class TrainConfig:
     precision: str = "fp32"  # "bf16": autocast for the training forward/backward (evaluation stays fp32)
     seed: int = 0
     progress: bool = True
-    extra: dict = field(default_factory=dict)
+    stop_at: float | None = None  # stop once validation reaches this value (time-to-quality benchmarks only)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -118,13 +118,17 @@ def fit(model, train_windows: torch.Tensor, valid: EvalSet, test: EvalSet, cfg: 
             eval_seconds.append(time.perf_counter() - start)
             score = valid_result[cfg.valid_metric]
             curves.append({"epoch": epoch, "train_loss": total / max(steps, 1),
-                           "train_seconds": train_seconds[-1], "valid": valid_result})
+                           "train_seconds": train_seconds[-1], "eval_seconds": eval_seconds[-1],
+                           "valid": valid_result})
             if cfg.progress:
                 tqdm.write(f"epoch {epoch:3d}  loss {total / max(steps, 1):.4f}  valid {cfg.valid_metric} "
                            f"{score:.4f}  ({train_seconds[-1]:.1f}s train, {eval_seconds[-1]:.1f}s eval)")
             if score > best_score:
                 best_score, best_epoch, stale = score, epoch, 0
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                if cfg.stop_at is not None and score >= cfg.stop_at:
+                    stop_reason = f"validation {cfg.valid_metric} reached the target {cfg.stop_at}"
+                    break
             else:
                 stale += 1
                 if stale >= cfg.patience:

@@ -70,6 +70,6 @@ def load_dataset(name: str, options: PreprocessOptions | None = None, data_dir: 
             data.save(tmp)
         if verbose:
             print(f"[data] processed {name} -> {folder}", file=sys.stderr)
-            print(stats_table(data.stats()), file=sys.stderr)
+            print(stats_table([data.stats()]), file=sys.stderr)
     data.meta["cache_dir"] = str(folder)
     return data

@@ -73,6 +73,7 @@ class SequenceData:
         self.items.to_parquet(folder / "items.parquet", index=False)
         (folder / "meta.json").write_text(json.dumps({"name": self.name, **self.meta}, indent=2, sort_keys=True))
         (folder / "stats.json").write_text(json.dumps(self.stats(), indent=2))
+        (folder / "stats.md").write_text(stats_table([self.stats()]) + "\n")
 
     @classmethod
     def load(cls, folder: Path) -> "SequenceData":
@@ -87,13 +88,11 @@ class SequenceData:
                    user_raw_ids=users, items=items, meta=meta)
 
 
-def stats_table(stats: dict) -> str:
-    """A small Markdown table of the statistics, for printing and for results/."""
-    rows = [
-        ("users", f"{stats['users']:,}"), ("items", f"{stats['items']:,}"),
-        ("interactions", f"{stats['interactions']:,}"), ("density", f"{stats['density']:.4%}"),
-        ("mean length", f"{stats['mean_length']:.1f}"), ("median length", f"{stats['median_length']:.0f}"),
-        ("max length", f"{stats['max_length']:,}"),
-    ]
-    lines = [f"| {stats['dataset']} | |", "|---|---:|"] + [f"| {k} | {v} |" for k, v in rows]
-    return "\n".join(lines)
+def stats_table(all_stats: list[dict]) -> str:
+    """Markdown table of `SequenceData.stats()` dicts, one row per data set (printed and saved)."""
+    rows = ["| data set | users | items | interactions | density | mean length | median length | max length |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in all_stats:
+        rows.append(f"| {s['dataset']} | {s['users']:,} | {s['items']:,} | {s['interactions']:,} | {s['density']:.2%} | "
+                    f"{s['mean_length']:.1f} | {s['median_length']:.0f} | {s['max_length']:,} |")
+    return "\n".join(rows)
