@@ -73,3 +73,12 @@ def load_dataset(name: str, options: PreprocessOptions | None = None, data_dir: 
             print(stats_table([data.stats()]), file=sys.stderr)
     data.meta["cache_dir"] = str(folder)
     return data
+
+
+def item_content(name: str, data_dir=None, image_dir=None, user_k: int = 5, item_k: int = 5,
+                 dedup: str = "exact") -> dict:
+    """Item texts and images in item-id order (index 0 = padding): the `kdsr_bench.item_sources` entry
+    point through which `encoders.extract` reads data sets without importing the harness."""
+    data = load_dataset(name, PreprocessOptions(user_k, item_k, dedup), data_dir=data_dir, image_dir=image_dir,
+                        verbose=False)
+    return {"dataset": Path(name).name, "texts": data.items["text"].tolist(), "images": data.items["image"].tolist()}
