@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from encoders.cache import (CorruptCacheError, FeatureSet, atomic_save, atomic_write_json, cache_root, content_digest,
                             entry_key, open_entry, remove_entry, sha256_file, weights_fingerprint)
 from encoders.models import Encoder, compute_dtype, load_encoder
+from encoders.reduce import reduce_features
 from encoders.registry import EncoderSpec, get_spec, resolve_source
 
 
@@ -208,6 +209,9 @@ def main(argv=None) -> int:
     parser.add_argument("--encoders-file", default=None, help="YAML/JSON with extra registry entries")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--image-dir", default=None)
+    parser.add_argument("--reduce", default="none", choices=["none", "pca", "autoencoder"],
+                        help="also cache a reduced copy (recorded in the manifest)")
+    parser.add_argument("--reduce-dim", type=int, default=128)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -231,6 +235,8 @@ def main(argv=None) -> int:
         return 2
     if result is None:
         return 0
+    if args.reduce != "none":
+        reduce_features(result, args.reduce, args.reduce_dim)
     m = result.manifest
     print(json.dumps({"cache": str(result.path), "items": m["n_items"], "missing": m["missing"], "dim": m["dim"],
                       "items_per_second": m["items_per_second"], "seconds": round(time.perf_counter() - start, 3)}))

@@ -146,7 +146,7 @@ def resolve_source(spec: EncoderSpec, model_dir: str | Path | None = None) -> st
         found = importlib.util.find_spec(package)
         if found is None or not found.submodule_search_locations:
             raise ModuleNotFoundError(f"encoder {spec.name!r} ships in the pip package '{package}', which is not "
-                                      f"installed; run `bash install.sh --encoders`")
+                                      f"installed; run `bash install.sh`")
         return str(Path(list(found.submodule_search_locations)[0]) / sub)
     if source.startswith("hf:"):
         repo = source[3:]
