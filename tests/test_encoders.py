@@ -106,7 +106,12 @@ def tiny_models(tmp_path_factory, tokenizer_dir):
                                                    num_attention_heads=4, intermediate_size=64)).save_pretrained(bert)
     _save_tokenizer(tokenizer_dir, bert)
     specs["bert"] = EncoderSpec("tiny-bert", "text-encoder", str(bert), 1, 32)
-    return specs
+    # users add models by registry file: resolve every tiny model through that same path
+    registry_file = root / "encoders.yaml"
+    import yaml
+
+    registry_file.write_text(yaml.safe_dump([spec.as_dict() for spec in specs.values()]))
+    return {key: get_spec(spec.name, registry_file) for key, spec in specs.items()}
 
 
 @pytest.fixture(scope="module")
