@@ -1,11 +1,14 @@
 """Sequential backbones behind one interface.
 
-    encode(item_seq [B, L] right-padded, extra [B, L, d] | None) -> per-position states [B, L, d]
+    embed(item_seq [B, L] right-padded) -> input embeddings [B, L, d]: the item-ID embedding, or, when a
+        fusion module is installed (`input_fusion`), the fusion of the ID embedding with modality tables
+    encode(item_seq) -> per-position states [B, L, d]
     score(states [..., d]) -> scores over all items [..., n_items + 1] (column 0 = padding)
+    losses(windows [B, L + 1]) -> {"rec": full-softmax cross-entropy}
+    predict(histories [B, L]) -> scores [B, n_items + 1] for the item after each history
 
 Right padding means a position only ever sees real items before it under a causal mask, so no
 attention row is fully masked (the left-padding NaN trap) and GRU states at real positions are exact.
-`extra` is an optional per-position embedding summed into the input (modality fusion comes later).
 """
 from __future__ import annotations
 
@@ -18,26 +21,39 @@ from torch import nn
 class SequentialRecommender(nn.Module):
     """Base: item embedding table shared by input and output (scores = states . item embeddings)."""
 
-    def __init__(self, n_items: int, dim: int):
+    def __init__(self, n_items: int, dim: int, extra_tokens: int = 0):
         super().__init__()
         self.n_items = n_items
         self.dim = dim
-        self.item_emb = nn.Embedding(n_items + 1, dim, padding_idx=0)
+        self.item_emb = nn.Embedding(n_items + 1 + extra_tokens, dim, padding_idx=0)
+        self.input_fusion: nn.Module | None = None  # set by methods.multimodal to fuse modality tables
 
-    def encode(self, item_seq: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+    def embed(self, item_seq: torch.Tensor) -> torch.Tensor:
+        ids = self.item_emb(item_seq)
+        return ids if self.input_fusion is None else self.input_fusion(item_seq, ids)
+
+    def encode(self, item_seq: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def score(self, states: torch.Tensor) -> torch.Tensor:
-        return states @ self.item_emb.weight.T
+        return states @ self.item_emb.weight[:self.n_items + 1].T
 
-    def last_state(self, item_seq: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+    def losses(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Next-item CE at every real position of the windows, softmax over all items (padding excluded)."""
+        inputs, targets = windows[:, :-1], windows[:, 1:]
+        states = self.encode(inputs)
+        mask = targets > 0
+        logits = states[mask] @ self.item_emb.weight[1:self.n_items + 1].T
+        return {"rec": F.cross_entropy(logits.float(), targets[mask] - 1)}
+
+    def last_state(self, item_seq: torch.Tensor) -> torch.Tensor:
         """State at each row's last real position (histories are right-padded)."""
-        states = self.encode(item_seq, extra)
+        states = self.encode(item_seq)
         last = (item_seq > 0).sum(dim=1).clamp(min=1) - 1
         return states[torch.arange(len(item_seq), device=item_seq.device), last]
 
-    def predict(self, item_seq: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
-        return self.score(self.last_state(item_seq, extra))
+    def predict(self, item_seq: torch.Tensor) -> torch.Tensor:
+        return self.score(self.last_state(item_seq))
 
 
 class SASRec(SequentialRecommender):
@@ -55,13 +71,10 @@ class SASRec(SequentialRecommender):
             [TransformerBlock(dim, n_heads, inner_dim, dropout, attn_dropout) for _ in range(n_layers)])
         self.apply(_init_normal)
 
-    def encode(self, item_seq, extra=None):
+    def encode(self, item_seq):
         length = item_seq.shape[1]
         positions = torch.arange(length, device=item_seq.device)
-        x = self.item_emb(item_seq) + self.pos_emb(positions)[None]
-        if extra is not None:
-            x = x + extra
-        x = self.input_drop(self.input_norm(x))
+        x = self.input_drop(self.input_norm(self.embed(item_seq) + self.pos_emb(positions)[None]))
         causal = torch.ones(length, length, dtype=torch.bool, device=item_seq.device).tril()
         for block in self.blocks:
             x = block(x, causal)
@@ -103,12 +116,62 @@ class GRU4Rec(SequentialRecommender):
             if "weight" in name:
                 nn.init.xavier_uniform_(param)
 
-    def encode(self, item_seq, extra=None):
-        x = self.item_emb(item_seq)
-        if extra is not None:
-            x = x + extra
-        states, _ = self.gru(self.emb_drop(x))
+    def encode(self, item_seq):
+        states, _ = self.gru(self.emb_drop(self.embed(item_seq)))
         return self.proj(states)
+
+
+class BERT4Rec(SequentialRecommender):
+    """BERT4Rec (Sun et al. 2019): bidirectional Transformer trained with the cloze task.
+
+    Training masks each item with probability `mask_prob` (at least one per sequence) and predicts
+    the masked items over all items; prediction appends a [mask] token after the history.
+    """
+
+    def __init__(self, n_items: int, max_len: int, dim: int = 64, n_layers: int = 2, n_heads: int = 2,
+                 inner_dim: int = 256, dropout: float = 0.2, attn_dropout: float = 0.2, mask_prob: float = 0.2):
+        super().__init__(n_items, dim, extra_tokens=1)
+        self.mask_token = n_items + 1
+        self.mask_prob = mask_prob
+        self.max_len = max_len
+        self.pos_emb = nn.Embedding(max_len, dim)
+        self.input_norm = nn.LayerNorm(dim, eps=1e-12)
+        self.input_drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            [TransformerBlock(dim, n_heads, inner_dim, dropout, attn_dropout) for _ in range(n_layers)])
+        self.apply(_init_normal)
+
+    def encode(self, item_seq):
+        length = item_seq.shape[1]
+        positions = torch.arange(length, device=item_seq.device)
+        x = self.input_drop(self.input_norm(self.embed(item_seq) + self.pos_emb(positions)[None]))
+        # bidirectional: every position sees every real item (and itself, so padded rows are never empty)
+        keys = (item_seq > 0)[:, None, None, :] | torch.eye(length, dtype=torch.bool, device=item_seq.device)
+        for block in self.blocks:
+            x = block(x, keys)
+        return x
+
+    def losses(self, windows):
+        seq = windows[:, 1:]  # the window's items (row[0] only gives context to next-item models)
+        real = seq > 0
+        masked = (torch.rand(seq.shape, device=seq.device) < self.mask_prob) & real
+        # at least one masked item per sequence: the last real one where none was drawn
+        last = real.sum(dim=1).clamp(min=1) - 1
+        none = ~masked.any(dim=1)
+        masked[torch.arange(len(seq), device=seq.device)[none], last[none]] = True
+        states = self.encode(torch.where(masked, torch.full_like(seq, self.mask_token), seq))
+        logits = states[masked] @ self.item_emb.weight[1:self.n_items + 1].T
+        return {"rec": F.cross_entropy(logits.float(), seq[masked] - 1)}
+
+    def predict(self, item_seq):
+        lengths = (item_seq > 0).sum(dim=1)
+        full = lengths >= item_seq.shape[1]
+        seq = item_seq.clone()
+        seq[full] = torch.roll(seq[full], -1, dims=1)  # drop the oldest item to make room for [mask]
+        position = torch.where(full, lengths - 1, lengths)
+        rows = torch.arange(len(seq), device=seq.device)
+        seq[rows, position] = self.mask_token
+        return self.score(self.encode(seq)[rows, position])
 
 
 class MostPopular(nn.Module):
@@ -119,7 +182,7 @@ class MostPopular(nn.Module):
         self.register_buffer("counts", item_counts.float())
         self.n_items = len(item_counts) - 1
 
-    def predict(self, item_seq, extra=None):
+    def predict(self, item_seq):
         return self.counts[None].expand(len(item_seq), -1)
 
 
@@ -133,7 +196,7 @@ def _init_normal(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-BACKBONES = ("sasrec", "gru4rec", "pop")
+BACKBONES = ("sasrec", "gru4rec", "bert4rec", "pop")
 
 
 def build_backbone(name: str, n_items: int, max_len: int, item_counts: torch.Tensor | None = None,
@@ -142,6 +205,8 @@ def build_backbone(name: str, n_items: int, max_len: int, item_counts: torch.Ten
         return SASRec(n_items, max_len, **hparams)
     if name == "gru4rec":
         return GRU4Rec(n_items, **hparams)
+    if name == "bert4rec":
+        return BERT4Rec(n_items, max_len, **hparams)
     if name == "pop":
         if item_counts is None:
             raise ValueError("the pop backbone needs training item counts")
@@ -153,5 +218,5 @@ def count_trainable(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-__all__ = ["BACKBONES", "GRU4Rec", "MostPopular", "SASRec", "SequentialRecommender", "build_backbone",
+__all__ = ["BACKBONES", "BERT4Rec", "GRU4Rec", "MostPopular", "SASRec", "SequentialRecommender", "build_backbone",
            "count_trainable"]

@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from methods.backbones import count_trainable
@@ -31,6 +30,10 @@ class TrainConfig:
     seed: int = 0
     progress: bool = True
     stop_at: float | None = None  # stop once validation reaches this value (time-to-quality benchmarks only)
+    # asynchronous learning for the model's `slow_parameters()` (KDSR's modality tables): their lr starts at
+    # lr / gamma^len(schedule) and is multiplied by gamma at each epoch in the schedule
+    async_gamma: float = 2.0
+    async_schedule: tuple[int, ...] = ()
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -60,13 +63,25 @@ def peak_memory_mb(device: str) -> tuple[float, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_max_rss"
 
 
+def async_lr(epoch: int, lr: float, gamma: float, schedule: tuple[int, ...]) -> float:
+    """Learning rate of the slow group at a 1-based epoch: lr / gamma^(milestones not yet reached)."""
+    return lr / gamma ** sum(1 for milestone in schedule if epoch < milestone)
+
+
+def _optimizer(model, cfg: TrainConfig):
+    """Adam with a separate 'slow' group when the model has slow parameters and a schedule is set."""
+    slow = [p for p in getattr(model, "slow_parameters", lambda: [])() if p.requires_grad]
+    slow_ids = {id(p) for p in slow} if cfg.async_schedule else set()
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in slow_ids]
+    groups = [{"params": rest, "name": "model"}]
+    if slow_ids:
+        groups.append({"params": slow, "name": "slow"})
+    return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
 def training_loss(model, windows: torch.Tensor) -> torch.Tensor:
-    """Next-item CE at every real position of the windows, softmax over all items (padding excluded)."""
-    inputs, targets = windows[:, :-1], windows[:, 1:]
-    states = model.encode(inputs)
-    mask = targets > 0
-    logits = states[mask] @ model.item_emb.weight[1:].T
-    return F.cross_entropy(logits.float(), targets[mask] - 1)
+    """Sum of the model's (already weighted) loss terms."""
+    return sum(model.losses(windows).values())
 
 
 def fit(model, train_windows: torch.Tensor, valid: EvalSet, test: EvalSet, cfg: TrainConfig) -> dict:
@@ -84,23 +99,31 @@ def fit(model, train_windows: torch.Tensor, valid: EvalSet, test: EvalSet, cfg: 
     best_score, best_epoch, best_state, stop_reason = -1.0, 0, None, "no training (no trainable parameters)"
 
     if n_params > 0:
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = _optimizer(model, cfg)
         generator = torch.Generator().manual_seed(cfg.seed)
         autocast = torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu",
                                   dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
         stale = 0
         stop_reason = f"reached {cfg.epochs} epochs"
+        initial = model.epoch_metrics() if hasattr(model, "epoch_metrics") else {}
+        if initial:
+            curves.append({"epoch": 0, **initial})
         for epoch in range(1, cfg.epochs + 1):
             model.train()
+            for group in optimizer.param_groups:
+                if group["name"] == "slow":
+                    group["lr"] = async_lr(epoch, cfg.lr, cfg.async_gamma, cfg.async_schedule)
             start = time.perf_counter()
             order = torch.randperm(len(train_windows), generator=generator)
             total, steps = 0.0, 0
+            terms: dict[str, float] = {}
             bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch}", leave=False,
                        disable=not cfg.progress, unit="batch")
             for lo in bar:
                 batch = train_windows[order[lo:lo + cfg.batch_size]].to(device, non_blocking=True)
                 with autocast:
-                    loss = training_loss(model, batch)
+                    parts = model.losses(batch)
+                    loss = sum(parts.values())
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(f"non-finite training loss ({loss.item()}) at epoch {epoch}, "
                                              f"step {steps}: lower the learning rate or use fp32")
@@ -108,6 +131,8 @@ def fit(model, train_windows: torch.Tensor, valid: EvalSet, test: EvalSet, cfg: 
                 loss.backward()
                 optimizer.step()
                 total += loss.item()
+                for name, value in parts.items():
+                    terms[name] = terms.get(name, 0.0) + value.item()
                 steps += 1
                 if steps % 20 == 0:
                     bar.set_postfix(loss=f"{total / steps:.4f}")
@@ -118,8 +143,11 @@ def fit(model, train_windows: torch.Tensor, valid: EvalSet, test: EvalSet, cfg: 
             eval_seconds.append(time.perf_counter() - start)
             score = valid_result[cfg.valid_metric]
             curves.append({"epoch": epoch, "train_loss": total / max(steps, 1),
+                           "train_losses": {k: v / max(steps, 1) for k, v in terms.items()},
                            "train_seconds": train_seconds[-1], "eval_seconds": eval_seconds[-1],
-                           "valid": valid_result})
+                           "valid": valid_result,
+                           **{f"lr_{g['name']}": g["lr"] for g in optimizer.param_groups if g["name"] == "slow"},
+                           **(model.epoch_metrics() if hasattr(model, "epoch_metrics") else {})})
             if cfg.progress:
                 tqdm.write(f"epoch {epoch:3d}  loss {total / max(steps, 1):.4f}  valid {cfg.valid_metric} "
                            f"{score:.4f}  ({train_seconds[-1]:.1f}s train, {eval_seconds[-1]:.1f}s eval)")
@@ -145,7 +173,7 @@ def fit(model, train_windows: torch.Tensor, valid: EvalSet, test: EvalSet, cfg: 
         "valid": valid_best,
         "test": test_result,
         "best_epoch": best_epoch,
-        "epochs_run": len(curves),
+        "epochs_run": sum(1 for c in curves if c["epoch"] > 0),
         "stop_reason": stop_reason,
         "curves": curves,
         "trainable_params": n_params,

@@ -46,6 +46,6 @@ def test_bad_dataset_is_one_clear_line(cache):
     assert result.stderr.startswith("error: /no/such/folder: unknown data set") and "Fix:" in result.stderr
 
 
-def test_unimplemented_method_says_so(cache):
+def test_method_without_encoder_says_so(cache):
     result = run_trial("--method", "kdsr", "--epochs", "1", cache=cache)
-    assert result.returncode == 2 and "not implemented yet" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "needs --encoder" in result.stderr and "Traceback" not in result.stderr

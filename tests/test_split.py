@@ -67,3 +67,17 @@ def test_popularity_buckets_from_training_counts():
     bucket, thresholds = popularity_buckets(counts, np.array([1, 4]), cold_max=1)
     assert thresholds["hot_min_train_count"] >= 2
     assert bucket.tolist() == [2, 0]
+
+
+def test_keep_recent_training_leaves_targets_unchanged():
+    from harness.data.split import keep_recent_training
+
+    data = make_data([list(range(1, 13)), [20, 21, 22, 23]])
+    split = leave_one_out(data)
+    sparse = keep_recent_training(data, split, 0.2)
+    sparse_split = leave_one_out(sparse)
+    assert sparse.item_seq[sparse_split.test_pos].tolist() == [12, 23]
+    assert sparse.item_seq[sparse_split.valid_pos].tolist() == [11, 22]
+    # user 0 had 10 training items -> keeps the 2 most recent; user 1 had 2 -> keeps 1
+    assert sparse.sequence(0).tolist() == [9, 10, 11, 12] and sparse.sequence(1).tolist() == [21, 22, 23]
+    assert sparse.n_items == data.n_items

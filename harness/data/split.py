@@ -136,3 +136,19 @@ def popularity_buckets(counts: np.ndarray, targets: np.ndarray, cold_max: int = 
     c = counts[targets]
     bucket = np.where(c <= cold_max, 0, np.where(c >= hot_min, 2, 1))
     return bucket, {"cold_max_train_count": cold_max, "hot_min_train_count": hot_min}
+
+
+def keep_recent_training(data: SequenceData, split: Split, fraction: float) -> SequenceData:
+    """Sparse regime: keep only the most recent `fraction` of each user's training interactions (at least
+    one); validation and test items, and so their targets, are unchanged. Item ids stay the same."""
+    if not 0 < fraction <= 1:
+        raise DataError(None, "train_fraction", f"{fraction} is not in (0, 1]", "use e.g. 0.2")
+    start, end = data.user_offsets[:-1], data.user_offsets[1:]
+    n_train = split.train_end - start
+    kept = np.maximum(1, np.ceil(n_train * fraction).astype(np.int64))
+    new_start = split.train_end - kept
+    positions = _ranges(new_start, end)
+    offsets = np.concatenate([[0], np.cumsum(end - new_start)]).astype(np.int64)
+    meta = {**data.meta, "train_fraction": fraction}
+    return SequenceData(name=data.name, item_seq=data.item_seq[positions], timestamps=data.timestamps[positions],
+                        user_offsets=offsets, user_raw_ids=data.user_raw_ids, items=data.items, meta=meta)

@@ -1,0 +1,66 @@
+"""Modality inputs for a trial: cached encoder features (extracted once per data set and encoder),
+the optional reduction that initialises the student tables, and the cached k-means codebook."""
+from __future__ import annotations
+
+import hashlib
+import sys
+
+import numpy as np
+
+from encoders.cache import atomic_save
+from encoders.extract import ItemContent, extract_features
+from encoders.reduce import reduce_features
+from encoders.registry import get_spec
+from harness.data.dataset import SequenceData
+from methods.distill import fit_codebook
+from methods.multimodal import Modality
+
+
+def window_pairs(windows: np.ndarray, n_pairs: int, seed: int) -> np.ndarray:
+    """A random sample of item pairs that co-occur in a training window: int64 [P, 2]."""
+    rng = np.random.default_rng(seed)
+    seq = windows[:, :-1]
+    lengths = (seq > 0).sum(axis=1)
+    rows = rng.choice(np.flatnonzero(lengths >= 2), n_pairs)
+    a = (rng.random(n_pairs) * lengths[rows]).astype(np.int64)
+    b = (rng.random(n_pairs) * (lengths[rows] - 1)).astype(np.int64)
+    b += b >= a
+    return np.stack([seq[rows, a], seq[rows, b]], axis=1)
+
+
+def codebook(entry, teacher: np.ndarray, windows: np.ndarray, n_codes: int, n_sub: int, sample: int,
+             seed: int) -> np.ndarray:
+    """K x D centroids, cached beside the features under (K, D, sample, seed, training-pair source)."""
+    source = hashlib.sha256(np.ascontiguousarray(windows).tobytes()).hexdigest()[:12]
+    path = entry.path / f"codebook-K{n_codes}-D{n_sub}-n{sample}-s{seed}-{source}.npy"
+    if path.is_file():
+        cached = np.load(path)
+        if cached.shape == (n_codes, n_sub):
+            return cached
+    pairs = window_pairs(windows, sample, seed)
+    pairs = pairs[entry.mask[pairs[:, 0]] & entry.mask[pairs[:, 1]]]
+    centroids = fit_codebook(teacher, pairs, n_codes, n_sub, seed)
+    atomic_save(centroids, path)
+    return centroids
+
+
+def load_modalities(data: SequenceData, encoders: list[str], windows: np.ndarray, *, reduce: str, reduce_dim: int,
+                    n_codes: int, n_sub: int, codebook_sample: int, seed: int, need_codes: bool, device: str = "cpu",
+                    model_dir=None, encoders_file=None, progress: bool = True) -> tuple[list[Modality], list[dict]]:
+    content = ItemContent(data.name, data.items["text"].tolist(), data.items["image"].tolist())
+    modalities, summaries = [], []
+    for name in encoders:
+        spec = get_spec(name, encoders_file)
+        entry = extract_features(content, spec, device=device, model_dir=model_dir, progress=progress,
+                                 log=lambda m: print(m, file=sys.stderr))
+        teacher = np.asarray(entry.features, dtype=np.float32)
+        init = reduce_features(entry, reduce, reduce_dim, seed=0) if reduce != "none" else teacher
+        centroids = (codebook(entry, teacher, windows, n_codes, n_sub, codebook_sample, seed) if need_codes else None)
+        modalities.append(Modality(f"{spec.modality}:{name}", init, teacher, np.asarray(entry.mask), centroids))
+        summaries.append({"encoder": name, "modality": spec.modality, "family": spec.family, "params": spec.params,
+                          "dim": entry.manifest["dim"], "pooling": entry.manifest["pooling"],
+                          "missing": entry.manifest["missing"], "cache": str(entry.path),
+                          "init": f"{reduce}-{reduce_dim}" if reduce != "none" else "raw",
+                          "extract_seconds": entry.manifest["extract_seconds"],
+                          "items_per_second": entry.manifest["items_per_second"]})
+    return modalities, summaries
