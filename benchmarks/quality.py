@@ -57,7 +57,7 @@ def summarise(dataset: str, records: list[dict]) -> str:
         cells = []
         for metric in METRICS:
             values = np.array([r["test"]["overall"][metric] for r in group])
-            cells.append(f"{values.mean():.4f} ± {values.std(ddof=1) if len(values) > 1 else 0:.4f}")
+            cells.append(f"{values.mean():.4f} ± {values.std(ddof=1):.4f}" if len(values) > 1 else f"{values[0]:.4f}")
         epochs = ", ".join(str(r["best_epoch"]) for r in group)
         speed = np.mean([r["seconds_per_epoch"] for r in group])
         lines.append(f"| {backbone} (ours) | {len(group)} | " + " | ".join(cells) + f" | {epochs} | {speed:.1f} |")
