@@ -53,7 +53,7 @@ def load_modalities(data: SequenceData, encoders: list[str], windows: np.ndarray
         spec = get_spec(name, encoders_file)
         entry = extract_features(content, spec, device=device, model_dir=model_dir, progress=progress,
                                  log=lambda m: print(m, file=sys.stderr))
-        teacher = np.asarray(entry.features, dtype=np.float32)
+        teacher = np.array(entry.features, dtype=np.float32)  # a writable copy of the memory-mapped cache
         init = reduce_features(entry, reduce, reduce_dim, seed=0) if reduce != "none" else teacher
         centroids = (codebook(entry, teacher, windows, n_codes, n_sub, codebook_sample, seed) if need_codes else None)
         modalities.append(Modality(f"{spec.modality}:{name}", init, teacher, np.asarray(entry.mask), centroids))
