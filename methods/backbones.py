@@ -56,14 +56,15 @@ class SequentialRecommender(nn.Module):
         return self.score(self.last_state(item_seq))
 
 
-class SASRec(SequentialRecommender):
-    """Self-attentive sequential recommendation (Kang & McAuley 2018), post-LN blocks as in RecBole."""
+class TransformerRecommender(SequentialRecommender):
+    """Shared by SASRec and BERT4Rec: learned positions, input LayerNorm + dropout, post-LN blocks."""
 
-    def __init__(self, n_items: int, max_len: int, dim: int = 64, n_layers: int = 2, n_heads: int = 2,
-                 inner_dim: int = 256, dropout: float = 0.2, attn_dropout: float = 0.2):
-        super().__init__(n_items, dim)
+    def __init__(self, n_items: int, max_len: int, dim: int, n_layers: int, n_heads: int, inner_dim: int,
+                 dropout: float, attn_dropout: float, extra_tokens: int = 0):
+        super().__init__(n_items, dim, extra_tokens)
         if dim % n_heads:
             raise ValueError(f"dim {dim} must be divisible by n_heads {n_heads}")
+        self.max_len = max_len
         self.pos_emb = nn.Embedding(max_len, dim)
         self.input_norm = nn.LayerNorm(dim, eps=1e-12)
         self.input_drop = nn.Dropout(dropout)
@@ -71,14 +72,28 @@ class SASRec(SequentialRecommender):
             [TransformerBlock(dim, n_heads, inner_dim, dropout, attn_dropout) for _ in range(n_layers)])
         self.apply(_init_normal)
 
+    def attention_mask(self, item_seq: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
     def encode(self, item_seq):
-        length = item_seq.shape[1]
-        positions = torch.arange(length, device=item_seq.device)
+        positions = torch.arange(item_seq.shape[1], device=item_seq.device)
         x = self.input_drop(self.input_norm(self.embed(item_seq) + self.pos_emb(positions)[None]))
-        causal = torch.ones(length, length, dtype=torch.bool, device=item_seq.device).tril()
+        mask = self.attention_mask(item_seq)
         for block in self.blocks:
-            x = block(x, causal)
+            x = block(x, mask)
         return x
+
+
+class SASRec(TransformerRecommender):
+    """Self-attentive sequential recommendation (Kang & McAuley 2018), post-LN blocks as in RecBole."""
+
+    def __init__(self, n_items: int, max_len: int, dim: int = 64, n_layers: int = 2, n_heads: int = 2,
+                 inner_dim: int = 256, dropout: float = 0.2, attn_dropout: float = 0.2):
+        super().__init__(n_items, max_len, dim, n_layers, n_heads, inner_dim, dropout, attn_dropout)
+
+    def attention_mask(self, item_seq):
+        length = item_seq.shape[1]
+        return torch.ones(length, length, dtype=torch.bool, device=item_seq.device).tril()  # causal
 
 
 class TransformerBlock(nn.Module):
@@ -121,7 +136,7 @@ class GRU4Rec(SequentialRecommender):
         return self.proj(states)
 
 
-class BERT4Rec(SequentialRecommender):
+class BERT4Rec(TransformerRecommender):
     """BERT4Rec (Sun et al. 2019): bidirectional Transformer trained with the cloze task.
 
     Training masks each item with probability `mask_prob` (at least one per sequence) and predicts
@@ -130,26 +145,14 @@ class BERT4Rec(SequentialRecommender):
 
     def __init__(self, n_items: int, max_len: int, dim: int = 64, n_layers: int = 2, n_heads: int = 2,
                  inner_dim: int = 256, dropout: float = 0.2, attn_dropout: float = 0.2, mask_prob: float = 0.2):
-        super().__init__(n_items, dim, extra_tokens=1)
+        super().__init__(n_items, max_len, dim, n_layers, n_heads, inner_dim, dropout, attn_dropout, extra_tokens=1)
         self.mask_token = n_items + 1
         self.mask_prob = mask_prob
-        self.max_len = max_len
-        self.pos_emb = nn.Embedding(max_len, dim)
-        self.input_norm = nn.LayerNorm(dim, eps=1e-12)
-        self.input_drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(
-            [TransformerBlock(dim, n_heads, inner_dim, dropout, attn_dropout) for _ in range(n_layers)])
-        self.apply(_init_normal)
 
-    def encode(self, item_seq):
-        length = item_seq.shape[1]
-        positions = torch.arange(length, device=item_seq.device)
-        x = self.input_drop(self.input_norm(self.embed(item_seq) + self.pos_emb(positions)[None]))
+    def attention_mask(self, item_seq):
         # bidirectional: every position sees every real item (and itself, so padded rows are never empty)
-        keys = (item_seq > 0)[:, None, None, :] | torch.eye(length, dtype=torch.bool, device=item_seq.device)
-        for block in self.blocks:
-            x = block(x, keys)
-        return x
+        eye = torch.eye(item_seq.shape[1], dtype=torch.bool, device=item_seq.device)
+        return (item_seq > 0)[:, None, None, :] | eye
 
     def losses(self, windows):
         seq = windows[:, 1:]  # the window's items (row[0] only gives context to next-item models)
