@@ -191,5 +191,7 @@ def test_amazon_missing_review_field(tmp_path):
     folder.mkdir()
     with gzip.open(folder / "reviews_Beauty_5.json.gz", "wt") as f:
         f.write(json.dumps({"reviewerID": "u", "asin": "a"}) + "\n")
+    with gzip.open(folder / "meta_Beauty.json.gz", "wt") as f:
+        f.write(repr({"asin": "a", "title": "t"}) + "\n")
     with pytest.raises(DataError, match="field 'unixReviewTime': missing on line 1"):
         load_amazon(folder, "beauty")

@@ -13,7 +13,8 @@ from harness.data.cache import atomic_dir, cache_key, cache_root, is_complete
 from harness.data.dataset import SequenceData, stats_table
 from harness.data.errors import DataError
 from harness.data.preprocess import PreprocessOptions, preprocess
-from harness.data.sources import MOVIELENS, RawData, load_amazon, load_atomic, load_movielens, movielens_folder
+from harness.data.sources import (MOVIELENS, amazon_files, atomic_files, load_amazon, load_atomic, load_movielens,
+                                  movielens_folder)
 from harness.data.split import Split, make_split
 
 # Bump when preprocessing changes meaning, so old caches are rebuilt.
@@ -24,21 +25,22 @@ __all__ = ["DataError", "PreprocessOptions", "SequenceData", "Split", "load_data
 
 
 def resolve_source(name: str, data_dir: str | Path | None = None, image_dir: str | Path | None = None):
-    """-> (kind, files to fingerprint, loader). The loader reads the raw files only when called."""
+    """-> (kind, source files to fingerprint, loader). Nothing is parsed until the loader is called."""
     if name in MOVIELENS:
         folder = movielens_folder(name)
-        files = [folder / f"{name}.inter", folder / f"{name}.item"]
+        _, files = atomic_files(folder, name)
         return "movielens", files, lambda: load_movielens(name)
     if name.startswith("amazon-"):
         folder = Path(data_dir or "data")
-        category = name[len("amazon-"):]
-        loader = lambda: load_amazon(folder, category, image_dir)  # noqa: E731
-        return "amazon", None, loader
+        category, source, meta = amazon_files(folder, name[len("amazon-"):])
+        return "amazon", [source, meta], lambda: load_amazon(folder, category, image_dir)
     path = Path(name)
     if path.is_dir():
-        return "atomic", None, lambda: load_atomic(path)
+        _, files = atomic_files(path)
+        return "atomic", files, lambda: load_atomic(path)
     if path.parent.is_dir() and (path.parent / f"{path.name}.inter").is_file():
-        return "atomic", None, lambda: load_atomic(path.parent, path.name)
+        _, files = atomic_files(path.parent, path.name)
+        return "atomic", files, lambda: load_atomic(path.parent, path.name)
     known = ", ".join(list(MOVIELENS) + ["amazon-<category>"])
     raise DataError(name, None, "unknown data set (not a built-in name nor a folder of atomic files)",
                     f"use one of {known}, or a folder that holds <name>.inter")
@@ -50,21 +52,16 @@ def load_dataset(name: str, options: PreprocessOptions | None = None, data_dir: 
     """Load from the processed cache, or read, preprocess and cache atomically."""
     options = options or PreprocessOptions()
     kind, files, loader = resolve_source(name, data_dir, image_dir)
-    raw: RawData | None = None
-    if files is None:  # the source files are only known after reading (Amazon: reviews or ratings file)
-        raw = loader()
-        files = raw.files
-    for file in files:
-        if not Path(file).is_file() and not (kind == "movielens" and file.suffix == ".item"):
-            raise DataError(file, None, "source file not found", "check the data set path")
-    files = [f for f in files if Path(f).is_file()]
-    key = cache_key(kind, files, options.as_dict(), FORMAT_VERSION)
+    if image_dir:  # local images change the item side information: part of the key
+        options_key = {**options.as_dict(), "image_dir": str(Path(image_dir).resolve())}
+    else:
+        options_key = options.as_dict()
+    key = cache_key(kind, files, options_key, FORMAT_VERSION)
     folder = Path(cache_dir or cache_root() / "data") / f"{Path(name).name}-{key}"
     if is_complete(folder):
         data = SequenceData.load(folder)
     else:
-        raw = raw or loader()
-        data = preprocess(raw, options)
+        data = preprocess(loader(), options)
         data.meta["cache_key"] = key
         with atomic_dir(folder) as tmp:
             data.save(tmp)

@@ -108,15 +108,8 @@ def default_item_text(items: pd.DataFrame, id_field: str) -> pd.Series:
 IMAGE_FIELDS = ("image", "image_path", "image_url", "imUrl", "img_url")
 
 
-def load_atomic(
-    folder: str | Path,
-    name: str | None = None,
-    user_field: str = "user_id",
-    item_field: str = "item_id",
-    time_field: str = "timestamp",
-    item_text: Callable[[pd.DataFrame], pd.Series] | None = None,
-) -> RawData:
-    """Any RecBole atomic data set: `<folder>/<name>.inter` and, optionally, `<folder>/<name>.item`."""
+def atomic_files(folder: str | Path, name: str | None = None) -> tuple[str, list[Path]]:
+    """(name, [<name>.inter, <name>.item if present]) of an atomic data set folder."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(folder, None, "data set folder not found",
@@ -129,6 +122,21 @@ def load_atomic(
         name = inters[0].stem
     inter_path = _require_file(folder / f"{name}.inter", "interaction file",
                                f"put the interactions in {folder / (name + '.inter')}")
+    item_path = folder / f"{name}.item"
+    return name, [inter_path] + ([item_path] if item_path.is_file() else [])
+
+
+def load_atomic(
+    folder: str | Path,
+    name: str | None = None,
+    user_field: str = "user_id",
+    item_field: str = "item_id",
+    time_field: str = "timestamp",
+    item_text: Callable[[pd.DataFrame], pd.Series] | None = None,
+) -> RawData:
+    """Any RecBole atomic data set: `<folder>/<name>.inter` and, optionally, `<folder>/<name>.item`."""
+    name, files = atomic_files(folder, name)
+    inter_path, folder = files[0], Path(folder)
     table = read_atomic_table(inter_path)
     _require_columns(table, inter_path, {
         user_field: f"name the user column '{user_field}:token' in the header",
@@ -137,11 +145,9 @@ def load_atomic(
     })
     interactions, invalid = _build_interactions(table[user_field], table[item_field], table[time_field],
                                                 inter_path, time_field)
-    files = [inter_path]
     items = pd.DataFrame({"item": pd.Series(dtype=str), "text": pd.Series(dtype=str), "image": pd.Series(dtype=str)})
     item_path = folder / f"{name}.item"
     if item_path.is_file():
-        files.append(item_path)
         item_table = read_atomic_table(item_path)
         _require_columns(item_table, item_path, {item_field: f"name the item column '{item_field}:token'"})
         image_field = next((f for f in IMAGE_FIELDS if f in item_table.columns), None)
@@ -243,14 +249,26 @@ def _amazon_text(record: dict) -> str:
     return ". ".join(parts)
 
 
-def load_amazon(folder: str | Path, category: str, image_dir: str | Path | None = None) -> RawData:
+def amazon_files(folder: str | Path, category: str) -> tuple[str, Path, Path]:
+    """(category, reviews or ratings file, meta file) of an Amazon 2014 category in `folder`."""
     folder = Path(folder)
     category = AMAZON_CATEGORIES.get(category.lower(), category)
-    reviews = folder / f"reviews_{category}_5.json.gz"
-    if not reviews.exists() and (folder / f"reviews_{category}_5.json").exists():
-        reviews = folder / f"reviews_{category}_5.json"
-    ratings = folder / f"ratings_{category}.csv"
-    if reviews.exists():
+    candidates = [folder / f"reviews_{category}_5.json.gz", folder / f"reviews_{category}_5.json",
+                  folder / f"ratings_{category}.csv"]
+    source = next((c for c in candidates if c.exists()), None)
+    if source is None:
+        raise DataError(candidates[0], None, f"review file not found (nor {candidates[2].name})",
+                        f"download reviews_{category}_5.json.gz (Amazon 2014) into {folder}")
+    meta = next((m for m in (folder / f"meta_{category}.json.gz", folder / f"meta_{category}.json") if m.exists()),
+                folder / f"meta_{category}.json.gz")
+    _require_file(meta, "item metadata file", f"download meta_{category}.json.gz (Amazon 2014) into {folder}")
+    return category, source, meta
+
+
+def load_amazon(folder: str | Path, category: str, image_dir: str | Path | None = None) -> RawData:
+    category, source, meta_path = amazon_files(folder, category)
+    if source.name.startswith("reviews_"):
+        reviews = source
         users, items, times = [], [], []
         for number, record in _read_records(reviews):
             for key in ("reviewerID", "asin", "unixReviewTime"):
@@ -261,21 +279,13 @@ def load_amazon(folder: str | Path, category: str, image_dir: str | Path | None 
             items.append(record["asin"])
             times.append(record["unixReviewTime"])
         interactions, invalid = _build_interactions(users, items, times, reviews, "unixReviewTime")
-        source = reviews
-    elif ratings.exists():
+    else:
+        ratings = source
         table = pd.read_csv(ratings, header=None, dtype=str, keep_default_na=False)
         if table.shape[1] != 4:
             raise DataError(ratings, None, f"expected 4 columns (user,item,rating,timestamp), found {table.shape[1]}",
                             "use the Amazon 2014 ratings-only CSV without a header")
         interactions, invalid = _build_interactions(table[0], table[1], table[3], ratings, "timestamp (column 4)")
-        source = ratings
-    else:
-        raise DataError(reviews, None, "review file not found (nor " + ratings.name + ")",
-                        f"download reviews_{category}_5.json.gz (Amazon 2014) into {folder}")
-    meta_path = folder / f"meta_{category}.json.gz"
-    if not meta_path.exists() and (folder / f"meta_{category}.json").exists():
-        meta_path = folder / f"meta_{category}.json"
-    _require_file(meta_path, "item metadata file", f"download meta_{category}.json.gz (Amazon 2014) into {folder}")
     wanted = set(interactions["item"].unique())
     rows = []
     images = Path(image_dir) if image_dir else None
