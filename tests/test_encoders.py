@@ -313,3 +313,11 @@ def test_minilm_neighbours_on_ml100k_titles(tmp_path):
     assert "Godfather, The" in neighbours("Godfather: Part II, The")
     assert "Scream 2" in neighbours("Scream")
     assert {"Return of the Jedi", "Empire Strikes Back, The"} & set(neighbours("Star Wars"))
+
+
+def test_data_sets_reach_the_extractor_through_the_entry_point():
+    from encoders.extract import items_from_source
+
+    items = items_from_source("ml-100k")
+    assert items.dataset == "ml-100k" and len(items.texts) == 1350 and items.texts[0] == ""
+    assert items.texts[1].endswith(".") and "Genres:" in items.texts[1]
