@@ -83,7 +83,9 @@ def summarise(dataset: str, records: list[dict]) -> str:
         speed = np.mean([r["seconds_per_epoch"] for r in group])
         lines.append(f"| {backbone} | {method} | {len(group)} | " + " | ".join(cells + cold)
                      + f" | {retention} | {epochs} | {speed:.1f} |")
-    for name, values in PEERS.get(dataset, []) if all(r["config"].get("train_fraction", 1) == 1 for r in records) else []:
+    comparable = all(r["config"].get("train_fraction", 1) == 1 and r["config"].get("method", "id") == "id"
+                     for r in records)
+    for name, values in PEERS.get(dataset, []) if comparable else []:
         lines.append(f"| {name} | | 1 | " + " | ".join(f"{values[m]:.3f}" if m in values else "–" for m in METRICS)
                      + " | – | – | | | |")
     first = records[0]
