@@ -105,7 +105,8 @@ class TextEncoder(Encoder):
     def _encode(self, batch):
         inputs = self.tokenizer(batch, padding=True, truncation=True, max_length=self.spec.max_tokens,
                                 return_tensors="pt").to(_input_device(self.model, self.device))
-        inputs.pop("token_type_ids", None) if self.spec.family == "decoder-llm" else None
+        if self.spec.family == "decoder-llm":
+            inputs.pop("token_type_ids", None)  # some tokenizers emit them; decoder LMs take none
         states = self.model(**inputs).last_hidden_state
         return pool_tokens(states, inputs["attention_mask"], self.spec.resolved_pooling)
 

@@ -144,7 +144,7 @@ def run_trial(cfg: TrialConfig, data_dir=None, image_dir=None, model_dir=None, e
     spec = METHODS[cfg.method]
     modalities, feature_summaries = [], []
     if spec.modalities:
-        from harness.features import load_modalities
+        from harness.features import load_modalities  # imports transformers: only when features are needed
 
         modalities, feature_summaries = load_modalities(
             data, cfg.encoder, windows, reduce=cfg.reduce, reduce_dim=cfg.reduce_dim or cfg.dim, n_codes=cfg.K,

@@ -17,7 +17,7 @@ from methods.evaluate import EvalSet, evaluate
 @dataclass
 class TrainConfig:
     epochs: int = 200
-    batch_size: int = 128  # training windows per step (each holds up to max_len targets)
+    batch_size: int = 32  # training windows per step (each holds up to max_len targets)
     lr: float = 1e-3
     weight_decay: float = 0.0
     patience: int = 10  # epochs without a validation improvement before stopping
