@@ -10,12 +10,11 @@ import json
 import sys
 from dataclasses import asdict, dataclass, field, fields
 
-import numpy as np
 import torch
 
 from harness.data import DataError, PreprocessOptions, load_dataset, make_split
-from harness.data.split import (POPULARITY_BUCKETS, histories, keep_recent_training, popularity_buckets, seen_items,
-                                train_item_counts, training_windows)
+from harness.data.split import (POPULARITY_BUCKETS, histories, keep_recent_training, popularity_buckets,
+                                popularity_thresholds, seen_items, train_item_counts, training_windows)
 from harness.record import make_record, runtime_info, write_record
 from methods.backbones import BACKBONES, build_backbone
 from methods.evaluate import EvalSet
@@ -109,10 +108,10 @@ class TrialConfig:
             raise ValueError("--train-fraction is defined for the leave-one-out split only")
 
 
-def _eval_set(data, positions, max_len, counts) -> EvalSet:
+def _eval_set(data, positions, max_len, counts, thresholds) -> EvalSet:
     targets = data.item_seq[positions]
     offsets, seen = seen_items(data, positions)
-    groups, _ = popularity_buckets(counts, targets)
+    groups = popularity_buckets(counts, targets, thresholds)
     return EvalSet(histories=torch.from_numpy(histories(data, positions, max_len)),
                    targets=torch.from_numpy(targets), seen_offsets=torch.from_numpy(offsets),
                    seen_items=torch.from_numpy(seen), groups=torch.from_numpy(groups),
@@ -136,10 +135,10 @@ def run_trial(cfg: TrialConfig, data_dir=None, image_dir=None, model_dir=None, e
         data = keep_recent_training(data, split, cfg.train_fraction)
         split = make_split(data, cfg.split)
     counts = train_item_counts(data, split)
-    _, thresholds = popularity_buckets(counts, np.array([1]))
+    thresholds = popularity_thresholds(counts)
     windows = training_windows(data, split, cfg.max_len)
-    valid = _eval_set(data, split.valid_pos, cfg.max_len, counts)
-    test = _eval_set(data, split.test_pos, cfg.max_len, counts)
+    valid = _eval_set(data, split.valid_pos, cfg.max_len, counts, thresholds)
+    test = _eval_set(data, split.test_pos, cfg.max_len, counts, thresholds)
 
     spec = METHODS[cfg.method]
     modalities, feature_summaries = [], []

@@ -79,11 +79,6 @@ def _optimizer(model, cfg: TrainConfig):
     return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def training_loss(model, windows: torch.Tensor) -> torch.Tensor:
-    """Sum of the model's (already weighted) loss terms."""
-    return sum(model.losses(windows).values())
-
-
 def fit(model, train_windows: torch.Tensor, valid: EvalSet, test: EvalSet, cfg: TrainConfig) -> dict:
     """Train with early stopping on `cfg.valid_metric`; the test set is evaluated once, at the best epoch."""
     device = cfg.device

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from harness.data import DataError
-from harness.data.split import (histories, leave_one_out, popularity_buckets, ratio_split, seen_items,
-                                train_item_counts, training_windows)
+from harness.data.split import (histories, leave_one_out, popularity_buckets, popularity_thresholds, ratio_split,
+                                seen_items, train_item_counts, training_windows)
 from helpers import make_data
 
 
@@ -64,7 +64,8 @@ def test_popularity_buckets_from_training_counts():
     split = leave_one_out(data)
     counts = train_item_counts(data, split)
     assert counts[1] == 3 and counts[4] == 0 and counts[6] == 1
-    bucket, thresholds = popularity_buckets(counts, np.array([1, 4]), cold_max=1)
+    thresholds = popularity_thresholds(counts, cold_max=1)
+    bucket = popularity_buckets(counts, np.array([1, 4]), thresholds)
     assert thresholds["hot_min_train_count"] >= 2
     assert bucket.tolist() == [2, 0]
 

@@ -72,8 +72,9 @@ class SequenceData:
         pd.DataFrame({"raw_id": self.user_raw_ids.astype(str)}).to_parquet(folder / "users.parquet", index=False)
         self.items.to_parquet(folder / "items.parquet", index=False)
         (folder / "meta.json").write_text(json.dumps({"name": self.name, **self.meta}, indent=2, sort_keys=True))
-        (folder / "stats.json").write_text(json.dumps(self.stats(), indent=2))
-        (folder / "stats.md").write_text(stats_table([self.stats()]) + "\n")
+        stats = self.stats()
+        (folder / "stats.json").write_text(json.dumps(stats, indent=2))
+        (folder / "stats.md").write_text(stats_table([stats]) + "\n")
 
     @classmethod
     def load(cls, folder: Path) -> "SequenceData":

@@ -128,14 +128,18 @@ def train_item_counts(data: SequenceData, split: Split) -> np.ndarray:
     return np.bincount(train_items, minlength=data.n_items + 1)
 
 
-def popularity_buckets(counts: np.ndarray, targets: np.ndarray, cold_max: int = 5,
-                       hot_quantile: float = 0.8) -> tuple[np.ndarray, dict]:
-    """Bucket of each target item: cold (<= cold_max training interactions), hot (at or above the
-    `hot_quantile` of item training counts), warm otherwise. Returns (bucket index, thresholds)."""
+def popularity_thresholds(counts: np.ndarray, cold_max: int = 5, hot_quantile: float = 0.8) -> dict:
+    """Cold: <= cold_max training interactions; hot: at or above the `hot_quantile` of item training
+    counts (and above cold); warm: between."""
     hot_min = max(cold_max + 1, int(np.ceil(np.quantile(counts[1:], hot_quantile))))
+    return {"cold_max_train_count": cold_max, "hot_min_train_count": hot_min}
+
+
+def popularity_buckets(counts: np.ndarray, targets: np.ndarray, thresholds: dict) -> np.ndarray:
+    """Bucket index (0 cold, 1 warm, 2 hot, as in POPULARITY_BUCKETS) of each target item."""
     c = counts[targets]
-    bucket = np.where(c <= cold_max, 0, np.where(c >= hot_min, 2, 1))
-    return bucket, {"cold_max_train_count": cold_max, "hot_min_train_count": hot_min}
+    return np.where(c <= thresholds["cold_max_train_count"], 0,
+                    np.where(c >= thresholds["hot_min_train_count"], 2, 1))
 
 
 def keep_recent_training(data: SequenceData, split: Split, fraction: float) -> SequenceData:
