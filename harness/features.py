@@ -64,3 +64,19 @@ def load_modalities(data: SequenceData, encoders: list[str], windows: np.ndarray
                           "extract_seconds": entry.manifest["extract_seconds"],
                           "items_per_second": entry.manifest["items_per_second"]})
     return modalities, summaries
+
+
+def prepare(dataset: str, options, encoders: list[str], device: str = "cpu", data_dir=None, image_dir=None,
+            model_dir=None, encoders_file=None) -> dict:
+    """Preprocess a data set and extract every encoder's features into the caches (the sweep runs this once
+    per data set before the trials that read them). Returns what was prepared."""
+    from harness.data import load_dataset
+
+    data = load_dataset(dataset, options, data_dir=data_dir, image_dir=image_dir, verbose=False)
+    content = ItemContent(data.name, data.items["text"].tolist(), data.items["image"].tolist())
+    seconds = {}
+    for name in encoders:
+        entry = extract_features(content, get_spec(name, encoders_file), device=device, model_dir=model_dir,
+                                 progress=False, log=lambda m: print(m, file=sys.stderr))
+        seconds[name] = entry.manifest["extract_seconds"]
+    return {"dataset": dataset, "items": data.n_items, "extract_seconds": seconds}

@@ -55,10 +55,10 @@ def runtime_info(device: str, threads: int) -> dict:
     }
 
 
-def make_record(config: dict, protocol: dict, dataset_stats: dict, fit_result: dict, runtime: dict) -> dict:
+def make_record(key: str, config: dict, protocol: dict, dataset_stats: dict, fit_result: dict, runtime: dict) -> dict:
     return {
         "schema": SCHEMA_VERSION,
-        "key": config_key(config),
+        "key": key,
         "config": config,
         "protocol": protocol,
         "dataset_stats": dataset_stats,

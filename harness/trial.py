@@ -8,14 +8,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict, dataclass, field, fields
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 
 from harness.data import DataError, PreprocessOptions, load_dataset, make_split
 from harness.data.split import (POPULARITY_BUCKETS, histories, keep_recent_training, popularity_buckets,
                                 popularity_thresholds, seen_items, train_item_counts, training_windows)
-from harness.record import make_record, runtime_info, write_record
+from harness.record import config_key, make_record, runtime_info, write_record
 from methods.backbones import BACKBONES, build_backbone
 from methods.evaluate import EvalSet
 from methods.multimodal import METHODS, DistillSettings, build_method_model
@@ -76,6 +77,26 @@ class TrialConfig:
     threads: int = 0  # 0: leave torch's default
     stop_at_valid: float = 0.0  # >0: stop when validation NDCG@10 reaches it (time-to-quality benchmarks)
 
+    def canonical(self) -> "TrialConfig":
+        """The same trial with every setting its method and backbone ignore reset to the default, so that
+        e.g. an `id` trial is one trial whatever encoder, K or tau a grid lists (and hashes to one key)."""
+        spec = METHODS[self.method] if self.method in METHODS else None
+        ignored: set[str] = set()
+        if spec is not None:
+            for flag, names in IGNORED_UNLESS.items():
+                if not getattr(spec, flag):
+                    ignored |= set(names)
+        ignored |= set(BACKBONE_FIELDS) - set(BACKBONE_FIELDS_USED.get(self.backbone, ()))
+        defaults = TrialConfig()
+        return replace(self, **{name: getattr(defaults, name) for name in ignored})
+
+    def key(self) -> str:
+        """The result-store key: a hash of the canonical config without execution-only settings."""
+        return config_key(self.canonical().key_fields())
+
+    def key_fields(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k not in EXECUTION_FIELDS}
+
     def backbone_hparams(self) -> dict:
         transformer = dict(dim=self.dim, n_layers=self.n_layers, n_heads=self.n_heads, inner_dim=self.inner_dim,
                            dropout=self.dropout, attn_dropout=self.attn_dropout)
@@ -108,6 +129,27 @@ class TrialConfig:
             raise ValueError("--train-fraction is defined for the leave-one-out split only")
 
 
+# Settings that change where and how fast a trial runs, not what it computes: not part of its key.
+EXECUTION_FIELDS = ("device", "threads", "eval_batch_size")
+# MethodSpec flag -> the settings that only matter when the flag is set.
+IGNORED_UNLESS = {
+    "modalities": ("encoder", "reduce", "reduce_dim", "fusion", "init_std"),
+    "holistic": ("tau", "holistic_form", "lambda_hol"),
+    "codes": ("K", "D", "codebook_sample", "lambda_code", "pairs_per_seq"),
+    "mse": ("lambda_mse",),
+    "contrastive": ("lambda_contrastive",),
+    "asynchronous": ("async_gamma", "async_schedule"),
+}
+BACKBONE_FIELDS = ("n_layers", "n_heads", "inner_dim", "dropout", "attn_dropout", "gru_hidden", "gru_dropout",
+                   "mask_prob", "dim")
+BACKBONE_FIELDS_USED = {
+    "sasrec": ("dim", "n_layers", "n_heads", "inner_dim", "dropout", "attn_dropout"),
+    "bert4rec": ("dim", "n_layers", "n_heads", "inner_dim", "dropout", "attn_dropout", "mask_prob"),
+    "gru4rec": ("dim", "gru_hidden", "gru_dropout"),
+    "pop": (),
+}
+
+
 def _eval_set(data, positions, max_len, counts, thresholds) -> EvalSet:
     targets = data.item_seq[positions]
     offsets, seen = seen_items(data, positions)
@@ -121,8 +163,8 @@ def _eval_set(data, positions, max_len, counts, thresholds) -> EvalSet:
 def run_trial(cfg: TrialConfig, data_dir=None, image_dir=None, model_dir=None, encoders_file=None,
               progress: bool = True) -> dict:
     cfg.validate()
-    if not METHODS[cfg.method].modalities:
-        cfg.encoder = []  # an ID-only trial does not depend on an encoder: one record, not one per encoder
+    cfg = cfg.canonical()
+    started = time.perf_counter()
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -159,6 +201,7 @@ def run_trial(cfg: TrialConfig, data_dir=None, image_dir=None, model_dir=None, e
                             seed=cfg.seed, progress=progress, stop_at=cfg.stop_at_valid or None,
                             async_gamma=cfg.async_gamma,
                             async_schedule=tuple(cfg.async_schedule) if spec.asynchronous else ())
+    setup_seconds = time.perf_counter() - started  # data, split, features, codebook, model: the harness's share
     result = fit(model, torch.from_numpy(windows), valid, test, train_cfg)
     protocol = {
         "split": split.describe(),
@@ -172,7 +215,8 @@ def run_trial(cfg: TrialConfig, data_dir=None, image_dir=None, model_dir=None, e
         "n_test": len(test),
         "popularity_buckets": thresholds,
     }
-    record = make_record(asdict(cfg), protocol, data.stats(), result, runtime_info(device, torch.get_num_threads()))
+    record = make_record(cfg.key(), asdict(cfg), protocol, data.stats(), result, runtime_info(device, torch.get_num_threads()))
+    record["timing"] = {"setup_seconds": setup_seconds, "trial_seconds": time.perf_counter() - started}
     record["features"] = feature_summaries
     record["method"] = {"name": cfg.method, **asdict(spec),
                         "settings": asdict(cfg.distill_settings()) if spec.modalities else None}
