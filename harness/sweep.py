@@ -27,16 +27,6 @@ from harness.grid import GridError, filter_trials, load_grid
 from harness.store import ResultStore
 from harness.trial import TrialConfig
 
-# Searched by --search optuna, per method capability (MethodSpec flag or None for all).
-SEARCH_SPACE = {
-    "lr": (None, "loguniform", 1e-4, 1e-2),
-    "dropout": (None, "uniform", 0.0, 0.5),
-    "lambda_hol": ("holistic", "loguniform", 0.1, 10.0),
-    "tau": ("holistic", "uniform", 0.5, 3.0),
-    "lambda_code": ("codes", "loguniform", 0.05, 5.0),
-    "K": ("codes", "choice", [20, 50, 100]),
-    "D": ("codes", "choice", [1, 4, 8, 16]),
-}
 SUMMARY_METRIC = "valid_ndcg10"
 
 
@@ -56,10 +46,11 @@ def grid_trainable(config: dict) -> None:
     import ray
     from ray import tune
 
+    from harness.search import apply_hp
     from harness.trial import run_trial
 
     params = config["run"]
-    config = {**params["trial"], **config.get("hp", {})}
+    config = apply_hp(params["trial"], config.get("hp", {}))
     store = ResultStore(params["storage"], params.get("records_dir", "records"))
     cfg = TrialConfig(**config)
     key = cfg.key()
@@ -238,7 +229,7 @@ def run_trials(trials: list[TrialConfig], store: ResultStore, resources: dict, a
     labels: dict[str, str] = {}
 
     def name_trial(trial) -> str:
-        label = trial_label(TrialConfig(**{**trial.config["run"]["trial"], **trial.config.get("hp", {})}))
+        label = trial_label(TrialConfig(**trial.config["run"]["trial"]))
         labels[trial.trial_id] = label
         return label
 

@@ -1,0 +1,509 @@
+"""Paper-style tables and figures from the result store, and nothing else.
+
+    python -m harness.report --results runs/demo --out results/demo [--metrics HR@10 NDCG@10 ...] [--split test]
+
+Writes under --out: trials_long.csv (one row per trial x split x group x metric), tables/ (main, ablation,
+encoder scaling, K x D, efficiency; each as wide CSV, standalone LaTeX with booktabs, and Markdown),
+figures/ (encoder scaling, K x D heatmaps, modality retention; PNG and PDF) and README.md with every
+table. The same records always give byte-identical files; a missing cell is shown as "–", never as 0.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.store import load_records
+
+DEFAULT_METRICS = ("HR@10", "NDCG@10", "MRR@10", "HR@20", "NDCG@20", "MRR@20")
+KDSR, ABLATIONS = "kdsr", ("kdsr_no_hol", "kdsr_no_code", "kdsr_no_async")
+METHOD_ORDER = ("id", "frozen", "two_stage", "mse_kd", "contrastive_kd", KDSR, *ABLATIONS)
+BACKBONE_ORDER = ("pop", "gru4rec", "sasrec", "bert4rec")
+AXES = ("dataset", "backbone", "method", "encoder", "seed")
+MISSING = "–"
+
+
+# ---------------------------------------------------------------- records -> frames
+def variant(config: dict) -> str:
+    """Settings that differ from the trial defaults, other than the grid's main axes (e.g. "K=20 D=4")."""
+    from harness.trial import EXECUTION_FIELDS, TrialConfig
+
+    defaults = TrialConfig(method=config["method"], backbone=config["backbone"]).canonical().key_fields()
+    diffs = [f"{k}={_fmt_value(v)}" for k, v in sorted(config.items())
+             if k in defaults and k not in AXES and k not in EXECUTION_FIELDS and v != defaults[k]]
+    return " ".join(diffs)
+
+
+def _fmt_value(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def trials_frame(records: list[dict]) -> pd.DataFrame:
+    """One row per trial: axes, variant, encoder facts, efficiency."""
+    rows = []
+    for r in records:
+        c = r["config"]
+        feats = r.get("features") or []
+        curves = [e["train_seconds"] for e in r.get("curves", []) if e.get("epoch", 0) > 0 and "train_seconds" in e]
+        rows.append({
+            "key": r["key"], "dataset": c["dataset"], "backbone": c["backbone"], "method": c["method"],
+            "encoder": "+".join(c.get("encoder") or []) or MISSING, "seed": c["seed"], "variant": variant(c),
+            "K": c.get("K"), "D": c.get("D"),
+            "encoder_params": sum(f.get("params") or 0 for f in feats) or None,
+            "family": "+".join(f"{f['family']}:{f['modality']}" for f in feats) or None,
+            "trainable_params": r.get("trainable_params"), "best_epoch": r.get("best_epoch"),
+            "seconds_per_epoch": float(np.median(curves)) if curves else r.get("seconds_per_epoch"),
+            "peak_memory_mb": r.get("peak_memory_mb"), "device": r.get("runtime", {}).get("device"),
+        })
+    return pd.DataFrame(rows)
+
+
+def long_frame(records: list[dict]) -> pd.DataFrame:
+    rows = []
+    for r in records:
+        c = r["config"]
+        base = {"key": r["key"], "dataset": c["dataset"], "backbone": c["backbone"], "method": c["method"],
+                "encoder": "+".join(c.get("encoder") or []) or MISSING, "seed": c["seed"], "variant": variant(c)}
+        for split in ("valid", "test"):
+            for group, metrics in sorted(r[split].items()):
+                for metric, value in sorted(metrics.items()):
+                    if metric != "n":
+                        rows.append({**base, "split": split, "group": group, "n": metrics.get("n"),
+                                     "metric": metric, "value": value})
+    frame = pd.DataFrame(rows)
+    return frame.sort_values(["dataset", "backbone", "method", "encoder", "variant", "seed", "split", "group",
+                              "metric"], kind="stable").reset_index(drop=True)
+
+
+def _order(values, preferred) -> list:
+    values = list(dict.fromkeys(values))
+    return sorted(values, key=lambda v: (preferred.index(v) if v in preferred else len(preferred), str(v)))
+
+
+# ---------------------------------------------------------------- tables
+class Table:
+    """A table as strings (cells already formatted) plus marks: 'bold' / 'underline' per cell."""
+
+    def __init__(self, name: str, caption: str, header: list[str], rows: list[list[str]],
+                 marks: dict | None = None, groups: list[int] | None = None, numeric: pd.DataFrame | None = None,
+                 stars: dict | None = None):
+        self.name, self.caption, self.header, self.rows = name, caption, header, rows
+        self.marks = marks or {}
+        self.stars = stars or {}  # (row, column) -> "*" or "**": significance markers
+        self.groups = groups or []  # row indices that start a new group (a midrule before them)
+        self.numeric = numeric  # the wide CSV
+
+    def markdown(self) -> str:
+        def cell(i, j, text):
+            mark = self.marks.get((i, j))
+            text = f"**{text}**" if mark == "bold" else f"<u>{text}</u>" if mark == "underline" else text
+            return text + (f"<sup>{self.stars[(i, j)]}</sup>" if (i, j) in self.stars else "")
+
+        lines = ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
+        lines += ["| " + " | ".join(cell(i, j, t) for j, t in enumerate(row)) + " |" for i, row in enumerate(self.rows)]
+        return f"{self.caption}\n\n" + "\n".join(lines) + "\n"
+
+    def latex(self) -> str:
+        def cell(i, j, text):
+            text = _tex(text)
+            mark = self.marks.get((i, j))
+            text = f"\\textbf{{{text}}}" if mark == "bold" else f"\\underline{{{text}}}" if mark == "underline" else text
+            return text + (f"$^{{{self.stars[(i, j)]}}}$" if (i, j) in self.stars else "")
+
+        spec = "l" * 2 + "r" * (len(self.header) - 2)
+        body = []
+        for i, row in enumerate(self.rows):
+            if i in self.groups and i > 0:
+                body.append("\\midrule")
+            body.append(" & ".join(cell(i, j, t) for j, t in enumerate(row)) + " \\\\")
+        return ("\\documentclass{article}\n\\usepackage[margin=1cm,landscape]{geometry}\n\\usepackage{booktabs}\n"
+                "\\usepackage[T1]{fontenc}\n\\usepackage[utf8]{inputenc}\n\\begin{document}\n\\begin{table}[t]\n"
+                "\\centering\\scriptsize\n"
+                f"\\caption{{{_tex(self.caption)}}}\n\\begin{{tabular}}{{{spec}}}\n\\toprule\n"
+                + " & ".join(_tex(h) for h in self.header) + " \\\\\n\\midrule\n" + "\n".join(body)
+                + "\n\\bottomrule\n\\end{tabular}\n\\end{table}\n\\end{document}\n")
+
+    def write(self, folder: Path) -> list[Path]:
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = [folder / f"{self.name}.md", folder / f"{self.name}.tex", folder / f"{self.name}.csv"]
+        paths[0].write_text(self.markdown())
+        paths[1].write_text(self.latex())
+        numeric = self.numeric if self.numeric is not None else pd.DataFrame(self.rows, columns=self.header)
+        numeric.to_csv(paths[2], index=False, float_format="%.6g", lineterminator="\n")
+        return paths
+
+
+TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+               "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+               "±": r"$\pm$", "–": "--", "→": r"$\rightarrow$", "≤": r"$\leq$", "×": r"$\times$"}
+
+
+def _tex(text: str) -> str:
+    return "".join(TEX_ESCAPES.get(ch, ch) for ch in str(text))
+
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return MISSING
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
+
+
+def _paired_p(a: dict, b: dict) -> float | None:
+    """Paired t-test over the seeds both methods have (needs at least 2)."""
+    from scipy.stats import ttest_rel
+
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        return None
+    x, y = np.array([a[s] for s in seeds]), np.array([b[s] for s in seeds])
+    if np.allclose(x - y, (x - y)[0]):
+        return None  # constant differences: the test is undefined
+    return float(ttest_rel(x, y).pvalue)
+
+
+def protocol_caption(records: list[dict], split: str, extra: str = "") -> str:
+    protocols = {r["protocol"]["split"] for r in records}
+    first = records[0]["protocol"]
+    seeds = sorted({r["config"]["seed"] for r in records})
+    history = {r["protocol"]["history_excluded"] for r in records}
+    fractions = sorted({r["protocol"].get("train_fraction", 1.0) for r in records})
+    sparse = "" if fractions == [1.0] else f"; training kept per user (sparse regime): {fractions}"
+    return (f"{split.capitalize()} split. Protocol: {'; '.join(sorted(protocols))}; {first['ranking']}; "
+            f"history items excluded from ranking: {', '.join(map(str, sorted(history)))}; model selection: "
+            f"{first['model_selection'].split(' (')[0]} on validation only; mean ± std over seeds {seeds}"
+            f"{sparse}.{(' ' + extra) if extra else ''}")
+
+
+def metric_table(name: str, title: str, records: list[dict], long: pd.DataFrame, metrics: list[str], split: str,
+                 methods: list[str] | None = None, group: str = "overall") -> Table | None:
+    """Rows = methods grouped by backbone; columns = data set x metric; bold best / underline second per
+    backbone group; an Improv. row (KDSR over the best baseline) with paired-test markers."""
+    rows_long = long[(long["split"] == split) & (long["group"] == group) & long["metric"].isin(metrics)]
+    if methods is not None:
+        rows_long = rows_long[rows_long["method"].isin(methods)]
+    if rows_long.empty:
+        return None
+    datasets = _order(rows_long["dataset"], ())
+    columns = [(d, m) for d in datasets for m in metrics]
+    header = ["backbone", "method"] + [f"{d} {m}" for d, m in columns]
+    values: dict[tuple, dict[int, float]] = {}
+    for rec in rows_long.itertuples():
+        row_id = (rec.backbone, rec.method, rec.variant)
+        values.setdefault((row_id, rec.dataset, rec.metric), {})[rec.seed] = rec.value
+    row_ids = sorted({k[0] for k in values},
+                     key=lambda r: (_order_index(r[0], BACKBONE_ORDER), _order_index(r[1], METHOD_ORDER), r[2]))
+    rows, marks, groups, numeric, all_stars = [], {}, [], [], {}
+    backbones = _order([r[0] for r in row_ids], BACKBONE_ORDER)
+    for backbone in backbones:
+        block = [r for r in row_ids if r[0] == backbone]
+        start = len(rows)
+        groups.append(start)
+        for r in block:
+            label = r[1] + (f" ({r[2]})" if r[2] else "")
+            cells = []
+            for col in columns:
+                seeds = values.get((r, *col), {})
+                cells.append(_mean_std([seeds[s] for s in sorted(seeds)]))
+                numeric.append({"backbone": r[0], "method": r[1], "variant": r[2], "dataset": col[0],
+                                "metric": col[1], "mean": np.mean(list(seeds.values())) if seeds else np.nan,
+                                "std": np.std(list(seeds.values()), ddof=1) if len(seeds) > 1 else np.nan,
+                                "seeds": len(seeds)})
+            rows.append([r[0], label] + cells)
+        # marks: best and second best mean per column within the backbone group
+        for j, col in enumerate(columns):
+            means = [(np.mean(list(values[(r, *col)].values())), i) for i, r in enumerate(block, start)
+                     if values.get((r, *col))]
+            ranked = sorted(means, key=lambda t: -t[0])
+            distinct = sorted({round(m, 12) for m, _ in ranked}, reverse=True)
+            if len(distinct) < 2 and len(ranked) > 1:
+                continue  # all equal: nothing is best
+            for value, i in ranked:
+                if round(value, 12) == distinct[0]:
+                    marks[(i, j + 2)] = "bold"
+                elif len(distinct) > 1 and round(value, 12) == distinct[1]:
+                    marks[(i, j + 2)] = "underline"
+        improv = _improvement_row(backbone, block, columns, values)
+        if improv is not None:
+            position, cells, stars = improv
+            rows.append([backbone, "Improv. (kdsr vs best baseline)"] + cells)
+            for j, star in stars.items():
+                all_stars[(start + position, j + 2)] = star
+    caption = f"{title}. " + protocol_caption(records, split, "Bold: best, underlined: second best per backbone. "
+                                              "Improv.: KDSR over the best baseline (not KDSR or its ablations) in "
+                                              "%; * p < 0.05, ** p < 0.01 in a paired t-test over seeds.")
+    return Table(name, caption, header, rows, marks, groups, pd.DataFrame(numeric), all_stars)
+
+
+def _order_index(value, preferred) -> int:
+    return preferred.index(value) if value in preferred else len(preferred)
+
+
+def _improvement_row(backbone, block, columns, values):
+    kdsr_rows = [i for i, r in enumerate(block) if r[1] == KDSR and not r[2]]
+    baselines = [r for r in block if r[1] not in (KDSR, *ABLATIONS) and r[1] != "pop"]
+    if not kdsr_rows or not baselines:
+        return None
+    kdsr = block[kdsr_rows[0]]
+    cells, stars = [], {}
+    for j, col in enumerate(columns):
+        mine = values.get((kdsr, *col))
+        scored = [(np.mean(list(values[(b, *col)].values())), b) for b in baselines if values.get((b, *col))]
+        if not mine or not scored:
+            cells.append(MISSING)
+            continue
+        best_value, best = max(scored, key=lambda t: t[0])
+        ours = np.mean(list(mine.values()))
+        cells.append(f"{100 * (ours - best_value) / best_value:+.1f}% vs {best[1]}" if best_value else MISSING)
+        p = _paired_p(mine, values[(best, *col)])
+        if p is not None and p < 0.05:
+            stars[j] = "**" if p < 0.01 else "*"
+    return kdsr_rows[0], cells, stars
+
+
+def efficiency_table(records: list[dict], trials: pd.DataFrame) -> Table:
+    grouped = trials.groupby(["dataset", "backbone", "method", "encoder"], sort=False)
+    rows, numeric = [], []
+    keys = sorted(grouped.groups, key=lambda k: (k[0], _order_index(k[1], BACKBONE_ORDER),
+                                                 _order_index(k[2], METHOD_ORDER), k[3]))
+    for key in keys:
+        g = grouped.get_group(key)
+        entry = {"dataset": key[0], "backbone": key[1], "method": key[2], "encoder": key[3], "trials": len(g),
+                 "trainable_params": int(g["trainable_params"].median()),
+                 "seconds_per_epoch": float(g["seconds_per_epoch"].median()),
+                 "peak_memory_mb": float(g["peak_memory_mb"].median()),
+                 "device": ",".join(sorted(set(g["device"].dropna())))}
+        numeric.append(entry)
+        rows.append([key[0], key[1], key[2], key[3], str(len(g)), f"{entry['trainable_params']:,}",
+                     f"{entry['seconds_per_epoch']:.2f}", f"{entry['peak_memory_mb']:.0f}", entry["device"]])
+    extraction = {}
+    for r in records:
+        for f in r.get("features") or []:
+            extraction.setdefault((r["config"]["dataset"], f["encoder"]), f)
+    caption = ("Efficiency: trainable parameters, median seconds per training epoch and peak memory (process RSS on "
+               "CPU, allocator peak on GPU), medians over trials. Feature extraction (once per data set and encoder, "
+               "cached): " + ("; ".join(f"{d} {e}: {f['extract_seconds']:.1f} s, {f['items_per_second']:.1f} items/s"
+                                        for (d, e), f in sorted(extraction.items())) or "none") + ".")
+    header = ["dataset", "backbone", "method", "encoder", "trials", "trainable params", "s/epoch", "peak MB", "device"]
+    return Table("efficiency", caption, header, rows, numeric=pd.DataFrame(numeric))
+
+
+def scaling_table(long: pd.DataFrame, trials: pd.DataFrame, metric: str, split: str, records) -> Table | None:
+    sub = long[(long["split"] == split) & (long["group"] == "overall") & (long["metric"] == metric)]
+    sub = sub.merge(trials[["key", "encoder_params", "family"]], on="key")
+    sub = sub[sub["encoder_params"].notna() & (sub["variant"] == "")]
+    if sub.empty:
+        return None
+    grouped = sub.groupby(["dataset", "backbone", "family", "encoder", "encoder_params", "method"])["value"]
+    stats = grouped.agg(["mean", "std", "count"]).reset_index()
+    stats = stats.sort_values(["dataset", "backbone", "family", "encoder_params", "method"], kind="stable")
+    rows = [[r.dataset, r.backbone, r.family, r.encoder, f"{r.encoder_params / 1e6:.1f}M", r.method,
+             _mean_std_from(r.mean, r.std, r.count)] for r in stats.itertuples()]
+    caption = (f"Encoder scaling: {split} {metric} by encoder size (default K and D). "
+               + protocol_caption(records, split))
+    return Table("encoder_scaling", caption, ["dataset", "backbone", "family:modality", "encoder", "params", "method",
+                                              metric], rows, numeric=stats)
+
+
+def _mean_std_from(mean, std, count) -> str:
+    return f"{mean:.4f}" if count == 1 or not math.isfinite(std) else f"{mean:.4f} ± {std:.4f}"
+
+
+def kd_table(long: pd.DataFrame, trials: pd.DataFrame, metric: str, split: str, records) -> Table | None:
+    sub = long[(long["split"] == split) & (long["group"] == "overall") & (long["metric"] == metric)
+               & (long["method"] == KDSR)].merge(trials[["key", "K", "D"]], on="key")
+    if sub[["K", "D"]].drop_duplicates().shape[0] < 2:
+        return None
+    stats = sub.groupby(["dataset", "backbone", "encoder", "K", "D"])["value"].agg(["mean", "std", "count"]).reset_index()
+    rows = [[r.dataset, r.backbone, r.encoder, str(int(r.K)), str(int(r.D)), _mean_std_from(r.mean, r.std, r.count)]
+            for r in stats.itertuples()]
+    caption = f"KDSR over the codebook size K and the number of sub-spaces D: {split} {metric}. " + protocol_caption(
+        records, split)
+    return Table("k_d", caption, ["dataset", "backbone", "encoder", "K", "D", metric], rows, numeric=stats)
+
+
+# ---------------------------------------------------------------- figures
+def _figure_setup():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"svg.hashsalt": "kdsr", "font.size": 8})
+    return plt
+
+
+def _color(method: str) -> str:
+    """One colour per method in every figure."""
+    return f"C{METHOD_ORDER.index(method) % 10}" if method in METHOD_ORDER else "black"
+
+
+def _save(fig, folder: Path, name: str) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{name}.png", folder / f"{name}.pdf"]
+    fig.savefig(paths[0], dpi=150, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"CreationDate": None, "ModDate": None, "Producer": None,
+                                                         "Creator": None})
+    return paths
+
+
+def scaling_figure(table: Table, metric: str, folder: Path) -> list[Path]:
+    plt = _figure_setup()
+    stats = table.numeric
+    panels = list(dict.fromkeys(zip(stats["dataset"], stats["family"])))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.6), squeeze=False)
+    for ax, (dataset, family) in zip(axes[0], panels):
+        sub = stats[(stats["dataset"] == dataset) & (stats["family"] == family)]
+        for method in _order(sub["method"], METHOD_ORDER):
+            m = sub[sub["method"] == method].groupby("encoder_params")["mean"].mean()
+            ax.plot(m.index, m.values, marker="o", label=method, color=_color(method))
+        ax.set_xscale("log")
+        ax.set_title(f"{dataset}\n{family}")
+        ax.set_xlabel("encoder parameters")
+        ax.set_ylabel(metric)
+    axes[0][-1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1))
+    paths = _save(fig, folder, "encoder_scaling")
+    plt.close(fig)
+    return paths
+
+
+def kd_figure(table: Table, metric: str, folder: Path) -> list[Path]:
+    plt = _figure_setup()
+    stats = table.numeric
+    panels = list(dict.fromkeys(zip(stats["dataset"], stats["backbone"], stats["encoder"])))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 2.6), squeeze=False)
+    for ax, (dataset, backbone, encoder) in zip(axes[0], panels):
+        sub = stats[(stats["dataset"] == dataset) & (stats["backbone"] == backbone) & (stats["encoder"] == encoder)]
+        grid = sub.pivot_table(index="K", columns="D", values="mean")
+        image = ax.imshow(grid.values, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(len(grid.columns)), [str(int(d)) for d in grid.columns])
+        ax.set_yticks(range(len(grid.index)), [str(int(k)) for k in grid.index])
+        ax.set_xlabel("D")
+        ax.set_ylabel("K")
+        ax.set_title(f"{dataset} {backbone}\n{encoder}")
+        fig.colorbar(image, ax=ax, label=metric)
+    paths = _save(fig, folder, "k_d_heatmap")
+    plt.close(fig)
+    return paths
+
+
+def retention_figure(records: list[dict], folder: Path) -> list[Path] | None:
+    curves = []
+    for r in records:
+        for point in r.get("retention_curve") or []:
+            for modality, value in point.items():
+                if modality != "epoch":
+                    c = r["config"]
+                    curves.append({"dataset": c["dataset"], "backbone": c["backbone"], "method": c["method"],
+                                   "modality": modality, "epoch": point["epoch"], "value": value, "seed": c["seed"],
+                                   "variant": variant(c)})
+    if not curves:
+        return None
+    frame = pd.DataFrame(curves)
+    plt = _figure_setup()
+    # one panel per data set, backbone, modality and non-default setting; methods share a panel
+    if (frame["variant"] == "").any():  # default settings only, where a grid also varies K, D, ...
+        frame = frame[frame["variant"] == ""]
+    panels = sorted(set(zip(frame["dataset"], frame["backbone"], frame["modality"], frame["variant"])))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.6), squeeze=False)
+    for ax, (dataset, backbone, modality, setting) in zip(axes[0], panels):
+        sub = frame[(frame["dataset"] == dataset) & (frame["backbone"] == backbone) & (frame["modality"] == modality)
+                    & (frame["variant"] == setting)]
+        for method in _order(sub["method"], METHOD_ORDER):
+            # mean over the seeds that reached each epoch
+            m = sub[sub["method"] == method].groupby("epoch")["value"].mean()
+            ax.plot(m.index, m.values, label=method, color=_color(method),
+                    linewidth=1.8 if method in ("two_stage", KDSR) else 0.8)
+        ax.set_title(f"{dataset} {backbone}\n{modality}" + (f"\n{setting[:40]}" if setting else ""))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("retention (Spearman)")
+    axes[0][-1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1))
+    paths = _save(fig, folder, "retention")
+    plt.close(fig)
+    return paths
+
+
+# ---------------------------------------------------------------- driver
+def write_report(results: str | Path, out: str | Path, metrics=DEFAULT_METRICS, split: str = "test") -> Path:
+    results = Path(results)
+    if (results / "records").is_dir():
+        results = results / "records"
+    records = load_records(results)
+    out = Path(out)
+    if not records:
+        raise ValueError(f"{results}: no result records yet; run a sweep first")
+    metrics = list(metrics)
+    long = long_frame(records)
+    trials = trials_frame(records)
+    out.mkdir(parents=True, exist_ok=True)
+    long.to_csv(out / "trials_long.csv", index=False, float_format="%.6g", lineterminator="\n")
+    tables_dir, figures_dir = out / "tables", out / "figures"
+    tables: list[Table] = []
+    figures: list[str] = []
+    main_title = "Main results"
+    for encoder in _order(trials.loc[trials["encoder"] != MISSING, "encoder"], ()) or [MISSING]:
+        keys = set(trials.loc[trials["encoder"].isin([encoder, MISSING]), "key"])
+        sub_records = [r for r in records if r["key"] in keys]
+        suffix = "" if encoder == MISSING else f"-{encoder}"
+        table = metric_table(f"main{suffix}", f"{main_title}, encoder {encoder}", sub_records,
+                             long[long["key"].isin(keys)], metrics, split,
+                             methods=[m for m in METHOD_ORDER if m not in ABLATIONS] + ["pop"])
+        if table:
+            tables.append(table)
+        cold = metric_table(f"cold{suffix}", f"Cold test items (≤ 5 training interactions), encoder {encoder}",
+                            sub_records, long[long["key"].isin(keys)], metrics[:2], split, group="cold")
+        if cold and encoder != MISSING:
+            tables.append(cold)
+        ablation = metric_table(f"ablation{suffix}", f"Ablation of KDSR, encoder {encoder}", sub_records,
+                                long[long["key"].isin(keys)], metrics[:3], split, methods=[KDSR, *ABLATIONS])
+        if ablation and encoder != MISSING and len(ablation.rows) > len(ablation.groups):
+            tables.append(ablation)
+    scaling = scaling_table(long, trials, "NDCG@10", split, records)
+    if scaling:
+        tables.append(scaling)
+        figures.append(scaling_figure(scaling, f"{split} NDCG@10", figures_dir)[0].name)
+    kd = kd_table(long, trials, "NDCG@10", split, records)
+    if kd:
+        tables.append(kd)
+        figures.append(kd_figure(kd, f"{split} NDCG@10", figures_dir)[0].name)
+    tables.append(efficiency_table(records, trials))
+    retention = retention_figure(records, figures_dir)
+    if retention:
+        figures.append(retention[0].name)
+    for table in tables:
+        table.write(tables_dir)
+    doc = [f"# Report: {len(records)} trials from {results.name}/\n",
+           "Regenerate: `python -m harness.report --results <store> --out <this folder>`. Long CSV: "
+           "[trials_long.csv](trials_long.csv). Every table also as [LaTeX and CSV](tables/).\n"]
+    for table in tables:
+        doc.append(f"## {table.name}\n\n{table.markdown()}")
+    for figure in figures:
+        doc.append(f"## {figure.removesuffix('.png')}\n\n![{figure}](figures/{figure})\n")
+    (out / "README.md").write_text("\n".join(doc))
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", required=True, help="a result store (or its records/ folder)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS))
+    parser.add_argument("--split", choices=["test", "valid"], default="test")
+    args = parser.parse_args(argv)
+    try:
+        out = write_report(args.results, args.out, args.metrics, args.split)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"report written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

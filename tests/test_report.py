@@ -1,0 +1,112 @@
+"""The report from hand-made records: known tables, marks, improvement and p-value markers, missing cells,
+byte-identical regeneration."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import pytest
+
+from harness.report import main as report_main
+from harness.report import write_report
+from harness.trial import TrialConfig
+
+PROTOCOL = {"split": "chronological leave-one-out", "ranking": "full ranking over all items",
+            "history_excluded": False, "model_selection": "best validation NDCG@10 (patience 10); test once",
+            "train_fraction": 1.0, "popularity_buckets": {"cold_max_train_count": 5, "hot_min_train_count": 30}}
+
+
+def record(method: str, seed: int, ndcg: float, dataset="ml-100k", backbone="sasrec", encoder=("minilm-l6",),
+           retention=None, **settings) -> dict:
+    cfg = TrialConfig(dataset=dataset, backbone=backbone, method=method, seed=seed, encoder=list(encoder),
+                      **settings).canonical()
+    metrics = {"HR@10": 2 * ndcg, "NDCG@10": ndcg, "MRR@10": ndcg / 2, "n": 100}
+    features = [] if method == "id" else [{"encoder": e, "modality": "text", "family": "text-encoder",
+                                           "params": 22_700_000, "extract_seconds": 10.0, "items_per_second": 100.0}
+                                          for e in encoder]
+    return {"schema": 1, "key": cfg.key(), "config": asdict(cfg), "protocol": PROTOCOL,
+            "valid": {"overall": metrics}, "test": {"overall": metrics, "cold": {**metrics, "n": 5}},
+            "best_epoch": 3, "epochs_run": 5, "trainable_params": 1000, "seconds_per_epoch": 2.0,
+            "peak_memory_mb": 500.0, "runtime": {"device": "cpu"}, "features": features,
+            "curves": [{"epoch": e, "train_seconds": 2.0} for e in range(1, 4)],
+            "retention_curve": [{"epoch": e, "text:minilm-l6": v} for e, v in enumerate(retention or [])]}
+
+
+def write(folder, records):
+    folder.mkdir(parents=True, exist_ok=True)
+    for r in records:
+        (folder / f"{r['key']}.json").write_text(json.dumps(r))
+    return folder
+
+
+def main_rows(out, name="main-minilm-l6"):
+    lines = (out / "tables" / f"{name}.md").read_text().splitlines()
+    rows = [line.strip("|").split("|") for line in lines if line.startswith("| ") and "---" not in line]
+    return {(r[0].strip(), r[1].strip()): [c.strip() for c in r[2:]] for r in rows[1:]}
+
+
+def test_main_table_marks_improvement_and_significance(tmp_path):
+    records = []
+    for seed, (i, t, k) in enumerate([(0.100, 0.080, 0.130), (0.110, 0.090, 0.141), (0.120, 0.100, 0.150)]):
+        records += [record("id", seed, i), record("two_stage", seed, t), record("kdsr", seed, k)]
+    out = write_report(write(tmp_path / "records", records), tmp_path / "report", metrics=["NDCG@10"])
+    rows = main_rows(out)
+    # kdsr best (bold), id second (underlined); kdsr - id = 0.030, 0.031, 0.030: paired t-test p < 0.01
+    assert rows[("sasrec", "kdsr")] == ["**0.1403 ± 0.0100**<sup>**</sup>"]
+    assert rows[("sasrec", "id")] == ["<u>0.1100 ± 0.0100</u>"]
+    assert rows[("sasrec", "two_stage")] == ["0.0900 ± 0.0100"]
+    assert rows[("sasrec", "Improv. (kdsr vs best baseline)")] == ["+27.6% vs id"]
+    latex = (out / "tables" / "main-minilm-l6.tex").read_text()
+    assert "\\textbf{0.1403 $\\pm$ 0.0100}$^{**}$" in latex and "two\\_stage" in latex
+    for needed in ("\\toprule", "\\midrule", "\\bottomrule", "\\begin{document}", "\\end{document}"):
+        assert needed in latex
+    assert latex.count("{") == latex.count("}")
+
+
+def test_no_marker_without_significance(tmp_path):
+    records = []
+    for seed, (i, k) in enumerate([(0.10, 0.13), (0.11, 0.09), (0.12, 0.13)]):
+        records += [record("id", seed, i), record("kdsr", seed, k)]
+    rows = main_rows(write_report(write(tmp_path / "r", records), tmp_path / "o", metrics=["NDCG@10"]))
+    assert rows[("sasrec", "kdsr")] == ["**0.1167 ± 0.0231**"]  # best, but p > 0.05: no star
+    assert rows[("sasrec", "Improv. (kdsr vs best baseline)")] == ["+6.1% vs id"]
+
+
+def test_missing_cells_are_shown_as_missing_and_partial_sweeps_report(tmp_path):
+    records = [record("id", 0, 0.1), record("kdsr", 0, 0.12), record("id", 0, 0.2, dataset="ml-1m")]
+    out = write_report(write(tmp_path / "r", records), tmp_path / "o", metrics=["NDCG@10"])
+    rows = main_rows(out)
+    assert rows[("sasrec", "kdsr")] == ["**0.1200**", "–"]  # no ml-1m kdsr trial: missing, not 0
+    assert rows[("sasrec", "id")] == ["<u>0.1000</u>", "**0.2000**"]
+    csv = (out / "tables" / "main-minilm-l6.csv").read_text()
+    assert "ml-1m,NDCG@10,,," in csv  # mean and std empty for the missing cell
+
+
+def test_regeneration_is_byte_identical(tmp_path):
+    records = [record(m, s, 0.1 + 0.01 * s + 0.005 * i, retention=[0.7, 0.6 - 0.1 * i, 0.5])
+               for i, m in enumerate(["id", "two_stage", "kdsr", "kdsr_no_hol"]) for s in range(2)]
+    records += [record("kdsr", 0, 0.1 + 0.001 * k * d, K=k, D=d) for k in (20, 50) for d in (4, 8)]
+    source = write(tmp_path / "r", records)
+    first, second = write_report(source, tmp_path / "a"), write_report(source, tmp_path / "b")
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert {"figures/retention.png", "figures/retention.pdf", "figures/k_d_heatmap.png",
+            "tables/k_d.tex", "tables/ablation-minilm-l6.md", "trials_long.csv"} <= {str(f) for f in files}
+    for name in files:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+def test_cli_errors_name_the_folder(tmp_path, capsys):
+    assert report_main(["--results", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    assert "nope" in capsys.readouterr().err
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.json").write_text("{}")
+    assert report_main(["--results", str(tmp_path / "bad"), "--out", str(tmp_path / "o")]) == 2
+    assert "x.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("metric", ["HR@10", "MRR@10"])
+def test_other_metrics(tmp_path, metric):
+    records = [record("id", 0, 0.1), record("kdsr", 0, 0.2)]
+    rows = main_rows(write_report(write(tmp_path / "r", records), tmp_path / "o", metrics=[metric]))
+    factor = {"HR@10": 2, "MRR@10": 0.5}[metric]
+    assert rows[("sasrec", "kdsr")] == [f"**{0.2 * factor:.4f}**"]

@@ -1,0 +1,161 @@
+"""Grids and the Ray Tune sweep, on a real local Ray cluster (started once for this module)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.grid import GridError, load_grid, shipped_grids
+from harness.store import ResultStore
+from harness.sweep import main as sweep_main
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {"epochs": 2, "patience": 1, "dim": 16, "inner_dim": 32, "n_layers": 1, "max_len": 20,
+        "train_fraction": 0.3, "K": 8, "D": 4, "codebook_sample": 5000}
+
+
+def grid_file(folder: Path, name: str, axes: dict, fixed: dict = TINY, **extra) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"description": name, "fixed": fixed, "axes": axes, **extra}))
+    return path
+
+
+# ---------------------------------------------------------------- grids (no Ray)
+def test_dry_run_counts_of_every_shipped_grid(capsys):
+    expected = {"demo": 3, "smoke": 3, "ml1m": 3, "cpu": 2 * (1 + 8 * 2) * 3, "paper": 4 * 3 * (1 + 8 * 3) * 3,
+                # per encoder: 3 baselines that ignore K and D + kdsr over 3 K x 4 D; 3 seeds
+                "scaling": 16 * (3 + 12) * 3}
+    # full = paper + scaling - their overlap (beauty, sasrec, vit-base / clip-b32-text, 4 methods, K 50 D 8)
+    expected["full"] = expected["paper"] + expected["scaling"] - 2 * 4 * 3
+    assert set(shipped_grids()) == set(expected)
+    for name, count in expected.items():
+        started = time.perf_counter()
+        assert sweep_main(["--grid", name, "--dry-run", "--storage", "/nonexistent/store"]) == 0
+        assert time.perf_counter() - started < 10
+        tail = capsys.readouterr().out.strip().splitlines()[-1]
+        assert tail.startswith(f"{count} trials (0 done, 0 failed, {count} to run)"), (name, tail)
+
+
+def test_methods_that_ignore_an_axis_run_once(tmp_path):
+    path = grid_file(tmp_path, "g", {"dataset": ["ml-100k"], "backbone": ["sasrec", "pop"],
+                                     "encoder": ["minilm-l6", "smollm2-135m"], "method": ["id", "kdsr"],
+                                     "K": [20, 50], "seed": [0]})
+    trials = load_grid(str(path)).trials
+    # sasrec id once; sasrec kdsr 2 encoders x 2 K; pop only with id, once
+    assert sorted((t.backbone, t.method) for t in trials).count(("sasrec", "id")) == 1
+    assert len([t for t in trials if t.method == "kdsr"]) == 4
+    assert [t.method for t in trials if t.backbone == "pop"] == ["id"]
+
+
+@pytest.mark.parametrize("axes, message", [
+    ({"method": ["kdsr", "magic"]}, "unknown method 'magic'; valid methods: id, frozen"),
+    ({"backbone": ["transformerxl"]}, "valid backbones: sasrec"),
+    ({"encoder": ["gpt-9"]}, "unknown encoder 'gpt-9'; valid encoders: minilm-l6"),
+    ({"dataset": ["netflix"]}, "unknown data set 'netflix'"),
+    ({"learning_rate": [0.1]}, "unknown setting 'learning_rate'; valid settings:"),
+    ({"lr": "0.1"}, "axes.lr: give a non-empty list"),
+    ({"epochs": [2.5]}, "2.5 is not a int"),
+])
+def test_bad_grids_name_the_problem(tmp_path, axes, message):
+    path = grid_file(tmp_path, "bad", {"dataset": ["ml-100k"], "method": ["id"], **axes})
+    with pytest.raises(GridError, match=message.replace("(", r"\(")):
+        load_grid(str(path))
+
+
+def test_grid_files_are_data_not_code(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("axes: !!python/object/apply:os.system ['touch pwned']\n")
+    with pytest.raises(GridError, match="not valid YAML"):
+        load_grid(str(path))
+    assert not Path("pwned").exists()
+
+
+# ---------------------------------------------------------------- the sweep on real Ray
+@pytest.fixture(scope="module")
+def ray_cluster():
+    import ray
+
+    from harness.sweep import start_ray
+
+    start_ray(None, num_cpus=2, concurrent=True)
+    yield
+    ray.shutdown()
+
+
+def records_by_key(store: Path) -> dict[str, bytes]:
+    return {p.stem: p.read_bytes() for p in (store / "records").glob("*.json")}
+
+
+def test_smoke_grid_end_to_end_and_rerun_skips_finished(ray_cluster, tmp_path):
+    store = tmp_path / "store"
+    assert sweep_main(["--grid", "smoke", "--storage", str(store)]) == 0
+    records = records_by_key(store)
+    assert set(records) == set(load_grid("smoke").keys())
+    for raw in records.values():
+        record = json.loads(raw)
+        assert record["test"]["overall"]["NDCG@10"] >= 0 and record["runtime"]["torch_threads"] == 1
+    kdsr = next(json.loads(r) for r in records.values() if json.loads(r)["config"]["method"] == "kdsr")
+    assert kdsr["retention_curve"] and kdsr["features"][0]["encoder"] == "minilm-l6"
+    report = (store / "README.md").read_text()
+    assert "main-minilm-l6" in report and (store / "tables" / "main-minilm-l6.tex").is_file()
+    # a rerun finds every key done: nothing runs, nothing is rewritten
+    assert sweep_main(["--grid", "smoke", "--storage", str(store), "--no-report"]) == 0
+    assert records_by_key(store) == records
+
+
+def test_failing_trial_is_recorded_and_the_others_finish(ray_cluster, tmp_path):
+    path = grid_file(tmp_path, "fail", {"dataset": ["ml-100k"], "backbone": ["sasrec"], "method": ["id"],
+                                        "lr": [1.0e30, 0.001]})
+    store = tmp_path / "store"
+    assert sweep_main(["--grid", str(path), "--storage", str(store), "--retries", "1", "--no-report"]) == 1
+    bad, good = load_grid(str(path)).keys()
+    assert ResultStore(store).has(good) and not ResultStore(store).has(bad)
+    failure = ResultStore(store).failure(bad)
+    assert failure["attempts"] == 2 and "non-finite training loss" in failure["error"]
+
+
+def test_optuna_search_then_seeds(ray_cluster, tmp_path):
+    store = tmp_path / "store"
+    assert sweep_main(["--grid", "smoke", "--only", "method=id,kdsr", "--search", "optuna", "--num-samples", "2",
+                       "--seeds", "0", "--storage", str(store), "--no-report"]) == 0
+    summaries = sorted((store / "search").glob("*.json"))
+    assert len(summaries) == 2
+    searched = [json.loads(p.read_text()) for p in summaries]
+    kdsr_best = next(s["best"] for s in searched if s["cell"]["method"] == "kdsr")
+    assert {"lr", "dropout", "lambda_hol", "tau", "lambda_code", "K", "D"} == set(kdsr_best)
+    assert len(list((store / "search" / "records").glob("*.json"))) == 4  # 2 samples x 2 cells
+    finals = [json.loads(r) for r in records_by_key(store).values()]
+    assert len(finals) == 2
+    kdsr = next(r for r in finals if r["config"]["method"] == "kdsr")
+    assert kdsr["config"]["K"] == kdsr_best["K"] and kdsr["config"]["lr"] == pytest.approx(kdsr_best["lr"])
+
+
+def test_kill_9_then_resume_runs_every_trial_once(ray_cluster, tmp_path):
+    path = grid_file(tmp_path, "kill", {"dataset": ["ml-100k"], "backbone": ["sasrec"], "method": ["id"],
+                                        "seed": [0, 1, 2, 3]})
+    store = tmp_path / "store"
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    driver = subprocess.Popen([sys.executable, "-m", "harness.sweep", "--grid", str(path), "--storage", str(store),
+                               "--num-cpus", "1", "--no-report"], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not list((store / "records").glob("*.json")) and time.time() < deadline and driver.poll() is None:
+        time.sleep(0.2)
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    before = records_by_key(store)
+    assert 1 <= len(before) < 4, "the driver must be killed mid-sweep"
+    time.sleep(3)  # let the killed cluster's orphaned workers exit
+    before = records_by_key(store)
+    assert sweep_main(["--grid", str(path), "--storage", str(store), "--resume", "--no-report"]) == 0
+    after = records_by_key(store)
+    assert set(after) == set(load_grid(str(path)).keys())
+    assert all(after[key] == raw for key, raw in before.items())  # finished records never rewritten
+    assert not list((store / "records").glob(".*"))  # no temp files left behind
