@@ -86,6 +86,9 @@ def render(args) -> str:
         if "=" not in item or SHELL_META & set(item):
             raise SubmitError(f"--only {item!r}: expected axis=value[,value]")
         sweep_args += ["--only", item]
+    for flag in ("data_dir", "model_dir", "image_dir"):
+        if getattr(args, flag):
+            sweep_args += ["--" + flag.replace("_", "-"), str(Path(getattr(args, flag)).resolve())]
     if args.max_concurrent:
         sweep_args += ["--max-concurrent", str(int(args.max_concurrent))]
     if args.gpus_per_trial is not None:
@@ -198,6 +201,9 @@ def main(argv=None) -> int:
                                                                         "cuda/12.4' (repeatable; plain words only)")
     sub.add_argument("--only", action="append", default=[])
     sub.add_argument("--max-concurrent", type=int, default=None)
+    sub.add_argument("--data-dir", default=None, help="Amazon files, on a shared file system")
+    sub.add_argument("--model-dir", default=None, help="pre-downloaded models (<dir>/<hub id>) for offline nodes")
+    sub.add_argument("--image-dir", default=None)
     sub.add_argument("--gpus-per-trial", type=float, default=None)
     sub.add_argument("--cpus-per-trial", type=float, default=None)
     sub.add_argument("--dry-run", action="store_true", help="print the script; submit nothing")
