@@ -52,6 +52,7 @@ class TrialConfig:
     reduce: str = "pca"  # none | pca | autoencoder: how the table that starts from the features is reduced
     reduce_dim: int = 0  # 0: the model dimension
     fusion: str = "gate"
+    score_with: str = "id"  # id: scores use ID embeddings (the reference); fused: the fused item vectors
     init_std: float = 0.02
     K: int = 50
     D: int = 8
@@ -95,7 +96,9 @@ class TrialConfig:
         return config_key(self.canonical().key_fields())
 
     def key_fields(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k not in EXECUTION_FIELDS}
+        defaults = TrialConfig.__dataclass_fields__
+        return {k: v for k, v in asdict(self).items() if k not in EXECUTION_FIELDS
+                and not (k in KEY_IF_SET and v == defaults[k].default)}
 
     def backbone_hparams(self) -> dict:
         transformer = dict(dim=self.dim, n_layers=self.n_layers, n_heads=self.n_heads, inner_dim=self.inner_dim,
@@ -113,7 +116,7 @@ class TrialConfig:
                                holistic_form=self.holistic_form, lambda_hol=list(self.lambda_hol),
                                lambda_code=list(self.lambda_code), lambda_mse=self.lambda_mse,
                                lambda_contrastive=self.lambda_contrastive, pairs_per_seq=self.pairs_per_seq,
-                               proj_dim=self.dim, seed=self.seed)
+                               proj_dim=self.dim, seed=self.seed, score_with=self.score_with)
 
     def validate(self) -> None:
         if self.method not in METHODS:
@@ -125,15 +128,20 @@ class TrialConfig:
             raise ValueError(f"method {self.method!r} needs --encoder (e.g. --encoder minilm-l6)")
         if self.backbone == "pop" and self.method != "id":
             raise ValueError("the pop backbone has no input embeddings: use --method id")
+        if self.score_with not in ("id", "fused"):
+            raise ValueError(f"--score-with {self.score_with!r}: use id or fused")
         if self.train_fraction < 1 and self.split != "loo":
             raise ValueError("--train-fraction is defined for the leave-one-out split only")
 
 
 # Settings that change where and how fast a trial runs, not what it computes: not part of its key.
 EXECUTION_FIELDS = ("device", "threads", "eval_batch_size")
+# Settings added after the first results: part of a key only when set to a non-default value, so the keys
+# of earlier records stay valid.
+KEY_IF_SET = ("score_with",)
 # MethodSpec flag -> the settings that only matter when the flag is set.
 IGNORED_UNLESS = {
-    "modalities": ("encoder", "reduce", "reduce_dim", "fusion", "init_std"),
+    "modalities": ("encoder", "reduce", "reduce_dim", "fusion", "init_std", "score_with"),
     "holistic": ("tau", "holistic_form", "lambda_hol"),
     "codes": ("K", "D", "codebook_sample", "lambda_code", "pairs_per_seq"),
     "mse": ("lambda_mse",),

@@ -27,6 +27,7 @@ class SequentialRecommender(nn.Module):
         self.dim = dim
         self.item_emb = nn.Embedding(n_items + 1 + extra_tokens, dim, padding_idx=0)
         self.input_fusion: nn.Module | None = None  # set by methods.multimodal to fuse modality tables
+        self.score_fused = False  # score against the fused item vectors instead of the ID embeddings
 
     def embed(self, item_seq: torch.Tensor) -> torch.Tensor:
         ids = self.item_emb(item_seq)
@@ -35,15 +36,22 @@ class SequentialRecommender(nn.Module):
     def encode(self, item_seq: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def output_items(self) -> torch.Tensor:
+        """[n_items + 1, d] vectors the states are scored against (row 0 = padding)."""
+        if self.score_fused and self.input_fusion is not None:
+            ids = torch.arange(self.n_items + 1, device=self.item_emb.weight.device)[None]
+            return self.input_fusion(ids, self.item_emb(ids))[0]
+        return self.item_emb.weight[:self.n_items + 1]
+
     def score(self, states: torch.Tensor) -> torch.Tensor:
-        return states @ self.item_emb.weight[:self.n_items + 1].T
+        return states @ self.output_items().T
 
     def losses(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
         """Next-item CE at every real position of the windows, softmax over all items (padding excluded)."""
         inputs, targets = windows[:, :-1], windows[:, 1:]
         states = self.encode(inputs)
         mask = targets > 0
-        logits = states[mask] @ self.item_emb.weight[1:self.n_items + 1].T
+        logits = states[mask] @ self.output_items()[1:].T
         return {"rec": F.cross_entropy(logits.float(), targets[mask] - 1)}
 
     def last_state(self, item_seq: torch.Tensor) -> torch.Tensor:
@@ -163,7 +171,7 @@ class BERT4Rec(TransformerRecommender):
         none = ~masked.any(dim=1)
         masked[torch.arange(len(seq), device=seq.device)[none], last[none]] = True
         states = self.encode(torch.where(masked, torch.full_like(seq, self.mask_token), seq))
-        logits = states[masked] @ self.item_emb.weight[1:self.n_items + 1].T
+        logits = states[masked] @ self.output_items()[1:].T
         return {"rec": F.cross_entropy(logits.float(), seq[masked] - 1)}
 
     def predict(self, item_seq):

@@ -55,6 +55,7 @@ METHODS = {
 @dataclass
 class DistillSettings:
     fusion: str = "gate"  # gate | concat | sum
+    score_with: str = "id"  # id (reference: output scores use ID embeddings) | fused (fused item vectors)
     init_std: float = 0.02  # tables are standardised to this std (the ID embedding's init scale)
     tau: float = 1.5
     holistic_form: str = "norm"  # norm (reference) | kl
@@ -126,6 +127,7 @@ class MethodModel(nn.Module):
         self.fusion = ModalityFusion(modalities, backbone.dim, settings.fusion, spec.trainable_tables,
                                      settings.init_std)
         backbone.input_fusion = self.fusion
+        backbone.score_fused = settings.score_with == "fused"  # a cold item's content then reaches its score
         self.hol = nn.ModuleList()
         self.code = nn.ModuleList()
         self.aux = nn.ModuleList()

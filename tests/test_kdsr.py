@@ -195,3 +195,27 @@ def test_bert4rec_learns_a_predictable_sequence():
     result = fit(model, torch.from_numpy(windows), valid, test,
                  TrainConfig(epochs=40, batch_size=16, lr=5e-3, patience=40, progress=False))
     assert result["test"]["overall"]["HR@10"] > 0.8  # random: 10/40
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "bert4rec"])
+def test_fused_scoring_lets_an_items_content_reach_its_score(backbone):
+    """score_with=id (reference): an item's modality row cannot change its score; fused: it does, in
+    prediction and in the training loss."""
+    data, windows, _, _, features, mask = toy()
+    history = torch.from_numpy(windows[:4, :-1])
+    for score_with, should_change in (("id", False), ("fused", True)):
+        seed_everything(0)
+        net = build_backbone(backbone, data.n_items, 8, dim=16, inner_dim=32)
+        model = build_method_model("two_stage", net, [modality(features, mask, windows)],
+                                   DistillSettings(proj_dim=16, score_with=score_with)).eval()
+        item = 7
+        before = model.predict(history)[:, item].clone()
+        others = model.predict(history)[:, item + 1].clone()
+        with torch.no_grad():
+            model.fusion.tables[0].weight[item] += 1.0
+        # history rows that contain the item change through the input too: compare a history without it
+        rows = ~(history == item).any(dim=1)
+        after = model.predict(history)[:, item]
+        assert rows.any()
+        assert torch.allclose(model.predict(history)[rows, item + 1], others[rows])
+        assert (not torch.allclose(after[rows], before[rows])) == should_change, score_with
