@@ -353,17 +353,25 @@ def _save(fig, folder: Path, name: str) -> list[Path]:
 
 
 def scaling_figure(table: Table, metric: str, folder: Path) -> list[Path]:
+    """One panel per data set, backbone and encoder family (with its modality); families with a single
+    size share one panel per modality, so a line still shows the metric against encoder size."""
     plt = _figure_setup()
-    stats = table.numeric
-    panels = list(dict.fromkeys(zip(stats["dataset"], stats["family"])))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.6), squeeze=False)
-    for ax, (dataset, family) in zip(axes[0], panels):
-        sub = stats[(stats["dataset"] == dataset) & (stats["family"] == family)]
+    stats = table.numeric.copy()
+    sizes = stats.groupby("family")["encoder_params"].nunique()
+    stats["panel"] = [f if sizes[f] > 1 else f"{f.split(':')[-1]}: one size per family" for f in stats["family"]]
+    panels = list(dict.fromkeys(zip(stats["dataset"], stats["backbone"], stats["panel"])))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.8), squeeze=False)
+    for ax, (dataset, backbone, panel) in zip(axes[0], panels):
+        sub = stats[(stats["dataset"] == dataset) & (stats["backbone"] == backbone) & (stats["panel"] == panel)]
         for method in _order(sub["method"], METHOD_ORDER):
-            m = sub[sub["method"] == method].groupby("encoder_params")["mean"].mean()
-            ax.plot(m.index, m.values, marker="o", label=method, color=_color(method))
+            m = sub[sub["method"] == method].sort_values("encoder_params")
+            ax.plot(m["encoder_params"], m["mean"], marker="o", label=method, color=_color(method))
+        for encoder, params in sorted(set(zip(sub["encoder"], sub["encoder_params"])), key=lambda t: t[1]):
+            ax.annotate(encoder, (params, sub["mean"].min()), fontsize=5, rotation=90, va="bottom", ha="center",
+                        alpha=0.6)
         ax.set_xscale("log")
-        ax.set_title(f"{dataset}\n{family}")
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
+        ax.set_title(f"{dataset} {backbone}\n{panel}")
         ax.set_xlabel("encoder parameters")
         ax.set_ylabel(metric)
     axes[0][-1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1))
@@ -483,7 +491,7 @@ def write_report(results: str | Path, out: str | Path, metrics=DEFAULT_METRICS, 
     for table in tables:
         doc.append(f"## {table.name}\n\n{table.markdown()}")
     for figure in figures:
-        doc.append(f"## {figure.removesuffix('.png')}\n\n![{figure}](figures/{figure})\n")
+        doc.append(f"## Figure: {figure.removesuffix('.png')}\n\n![{figure}](figures/{figure})\n")
     (out / "README.md").write_text("\n".join(doc))
     return out
 
