@@ -87,3 +87,29 @@ def test_smoke_grid_through_real_slurm(tmp_path, capsys):
     # no Ray process of this job is left behind
     leftovers = subprocess.run(["pgrep", "-f", f"ray-{job}/"], capture_output=True, text=True).stdout.strip()
     assert leftovers == "", leftovers
+
+
+def test_time_limit_signal_requeues_and_the_sweep_resumes(tmp_path, capsys):
+    """USR1 is what `--signal` sends ahead of the time limit: the job stops cleanly, requeues itself, and
+    its second run finishes the sweep without redoing finished trials."""
+    if shutil.which("sbatch") is None:
+        if os.environ.get("KDSR_REQUIRE_SLURM") == "1":
+            pytest.fail("KDSR_REQUIRE_SLURM=1 but sbatch is not on PATH (run slurm/local_cluster.sh start)")
+        pytest.skip("no SLURM here: start one with `bash slurm/local_cluster.sh start` (CI does)")
+    storage = tmp_path / "store"
+    assert slurm_main(["submit", "--grid", "smoke", "--storage", str(storage), "--cpus-per-node", "2",
+                       "--time", "00:15:00"]) == 0
+    job = capsys.readouterr().out.split()[2]
+    deadline = time.time() + 300
+    while not list((storage / "records").glob("*.json")) and time.time() < deadline:
+        time.sleep(0.25)
+    first = {p.name: p.read_bytes() for p in (storage / "records").glob("*.json")}
+    assert first, "no trial finished before the signal"
+    subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True)
+    wait_for(job, timeout=600)  # requeued (pending for SLURM's requeue delay), rerun, finished
+    log = next((storage / "slurm").glob(f"*-{job}.out")).read_text()
+    assert "[slurm] time limit ahead: stopping the sweep and requeueing" in log
+    assert "(restart 1)" in log and "[slurm] sweep finished with status 0" in log, log[-3000:]
+    records = {p.name: p.read_bytes() for p in (storage / "records").glob("*.json")}
+    assert {Path(n).stem for n in records} == set(load_grid("smoke").keys())
+    assert all(records[name] == raw for name, raw in first.items())  # finished trials were not redone
