@@ -22,16 +22,7 @@ FORMAT_VERSION = 1
 VERIFY_HASH_BELOW = 1 << 30  # full sha256 check of features.npy on open when smaller than 1 GiB
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("KDSR_CACHE_DIR") or Path.home() / ".cache" / "kdsr-bench")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
+from kdsr_util import cache_root, sha256_file  # noqa: F401  (re-exported for encoders.extract)
 
 
 def content_digest(values: list[str], modality: str) -> str:

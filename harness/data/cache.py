@@ -9,20 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-CACHE_ENV = "KDSR_CACHE_DIR"
-
-
-def cache_root() -> Path:
-    """`$KDSR_CACHE_DIR`, else `~/.cache/kdsr-bench`."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "kdsr-bench")
-
-
-def file_digest(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+from kdsr_util import CACHE_ENV, cache_root, sha256_file  # noqa: F401  (re-exported for harness.data)
 
 
 def cache_key(kind: str, files: list[Path], options: dict, version: int) -> str:
@@ -31,7 +18,7 @@ def cache_key(kind: str, files: list[Path], options: dict, version: int) -> str:
         "kind": kind,
         "version": version,
         "options": options,
-        "files": [[Path(f).name, file_digest(Path(f))] for f in files],
+        "files": [[Path(f).name, sha256_file(f)] for f in files],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
