@@ -1,13 +1,13 @@
-"""Quality runs over backbones x methods x seeds: mean and std of test metrics, beside peers.
+"""Backbone sanity check: ID-only backbones over seeds, beside published and RecBole peers.
 
     python benchmarks/quality.py --dataset ml-100k --backbones sasrec gru4rec pop --seeds 0 1 2 --jobs 2
-    python benchmarks/quality.py --dataset ml-100k --backbones sasrec --methods id two_stage kdsr \
-        --encoder minilm-l6 --seeds 0 1 2 --name kdsr-ml-100k
+
+(Grids over methods and encoders are `python -m harness.sweep`; this script only places our backbones
+next to peer numbers under the same protocol.)
 
 Each trial runs `python -m harness.trial` in its own process (--threads torch threads, default 1, and
 OMP_WAIT_POLICY=PASSIVE) and leaves its record in results/quality/<name>/; finished records are reused,
-so the script resumes. The summary goes to results/quality/<name>.md. (The Ray Tune sweep of issue 5
-will replace this loop; the table format is the report's to define.)
+so the script resumes. The summary goes to results/quality/<name>.md.
 """
 from __future__ import annotations
 
