@@ -59,7 +59,7 @@ def optuna_cells(trials: list[TrialConfig], store: ResultStore, resources: dict,
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    from harness.sweep import SUMMARY_METRIC, _concurrency, _paths, grid_trainable, prepare_features
+    from harness.sweep import SUMMARY_METRIC, _concurrency, _paths, _task_cpus, grid_trainable, prepare_features
 
     cells: dict[str, list[TrialConfig]] = {}
     for cfg in trials:
@@ -75,7 +75,7 @@ def optuna_cells(trials: list[TrialConfig], store: ResultStore, resources: dict,
             space = search_space(base)
             best = {}
             if space:
-                prepare_features([base], _paths(args), 0, cpus=1)
+                prepare_features([base], _paths(args), 0, cpus=_task_cpus())
                 searcher = ConcurrencyLimiter(
                     OptunaSearch(sampler=optuna.samplers.TPESampler(seed=0), metric=SUMMARY_METRIC, mode="max"),
                     max_concurrent=max(1, _concurrency(resources, args)))

@@ -210,6 +210,15 @@ def prepare_features(trials: list[TrialConfig], paths: dict, gpus_available: flo
               + (", ".join(f"{k} {v:.1f}s" for k, v in summary["extract_seconds"].items()) or "none"), flush=True)
 
 
+def _task_cpus(most: int = 4) -> int:
+    """CPUs for a preparation task: at most `most`, and no more than the largest node has (a task asking
+    for more than any one node holds would wait forever)."""
+    import ray
+
+    largest = max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]), default=1)
+    return max(1, int(min(largest, most)))
+
+
 def _prepare_task(prepare, dataset, options, encoders, paths):
     import ray
     import torch
@@ -331,7 +340,7 @@ def run_sweep(grid, trials: list[TrialConfig], store: ResultStore, args) -> int:
         pending = optuna_cells(trials, store, resources, args, grid.name)
         pending = [t for t in pending if t.key() not in store.done_keys()]
     if pending:
-        prepare_features(pending, _paths(args), cluster.get("GPU", 0), cpus=max(1, int(min(cluster.get("CPU", 1), 4))))
+        prepare_features(pending, _paths(args), cluster.get("GPU", 0), cpus=_task_cpus())
         n_failed = run_trials(pending, store, resources, args, grid.name)
     finished = len(store.done_keys() & {t.key() for t in trials})
     print(f"[sweep] {finished}/{len(trials)} trials have records in {store.records}; {n_failed} failed this run "

@@ -113,3 +113,26 @@ def test_time_limit_signal_requeues_and_the_sweep_resumes(tmp_path, capsys):
     records = {p.name: p.read_bytes() for p in (storage / "records").glob("*.json")}
     assert {Path(n).stem for n in records} == set(load_grid("smoke").keys())
     assert all(records[name] == raw for name, raw in first.items())  # finished trials were not redone
+
+
+def test_two_node_job_runs_trials_on_both_nodes(tmp_path, capsys):
+    """A Ray head on one SLURM node and a worker on the other (CI: SLURM_LOCAL_NODES=2, nodes in network
+    namespaces): the sweep's trials run on both."""
+    if shutil.which("sbatch") is None:
+        pytest.skip("no SLURM here: start one with `SLURM_LOCAL_NODES=2 bash slurm/local_cluster.sh start`")
+    nodes = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True).stdout.split()
+    if len(set(nodes)) < 2:
+        if os.environ.get("KDSR_REQUIRE_SLURM_NODES", "1") != "1":
+            pytest.fail(f"KDSR_REQUIRE_SLURM_NODES is set but SLURM has nodes {nodes}")
+        pytest.skip(f"one SLURM node ({nodes}); start with SLURM_LOCAL_NODES=2 for this test")
+    storage = tmp_path / "store"
+    assert slurm_main(["submit", "--grid", "smoke", "--storage", str(storage), "--nodes", "2",
+                       "--cpus-per-node", "1", "--time", "00:15:00"]) == 0
+    job = capsys.readouterr().out.split()[2]
+    wait_for(job, timeout=600)
+    log = next((storage / "slurm").glob(f"*-{job}.out")).read_text()
+    assert "2 of 2 Ray nodes up" in log and "[slurm] sweep finished with status 0" in log, log[-3000:]
+    assert {p.stem for p in (storage / "records").glob("*.json")} == set(load_grid("smoke").keys())
+    ips = {json.loads(p.read_text().strip().splitlines()[-1])["node_ip"]
+           for p in (storage / "ray" / "smoke").glob("*/result.json")}
+    assert len(ips) == 2, ips
