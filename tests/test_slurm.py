@@ -73,7 +73,7 @@ def test_smoke_grid_through_real_slurm(tmp_path, capsys):
         pytest.skip("no SLURM here: start one with `bash slurm/local_cluster.sh start` (CI does)")
     storage = tmp_path / "shared store" / "$(touch injected)"
     assert slurm_main(["submit", "--grid", "smoke", "--storage", str(storage), "--nodes", "1",
-                       "--cpus-per-node", "2", "--time", "00:15:00"]) == 0
+                       "--cpus-per-node", "1", "--time", "00:15:00"]) == 0
     job = capsys.readouterr().out.split()[2]
     wait_for(job, timeout=600)
     log = next((storage / "slurm").glob(f"*-{job}.out")).read_text()
@@ -97,7 +97,7 @@ def test_time_limit_signal_requeues_and_the_sweep_resumes(tmp_path, capsys):
             pytest.fail("KDSR_REQUIRE_SLURM=1 but sbatch is not on PATH (run slurm/local_cluster.sh start)")
         pytest.skip("no SLURM here: start one with `bash slurm/local_cluster.sh start` (CI does)")
     storage = tmp_path / "store"
-    assert slurm_main(["submit", "--grid", "smoke", "--storage", str(storage), "--cpus-per-node", "2",
+    assert slurm_main(["submit", "--grid", "smoke", "--storage", str(storage), "--cpus-per-node", "1",
                        "--time", "00:15:00"]) == 0
     job = capsys.readouterr().out.split()[2]
     deadline = time.time() + 300
