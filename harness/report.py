@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ def variant(config: dict) -> str:
     """Settings that differ from the trial defaults, other than the grid's main axes (e.g. "K=20 D=4")."""
     from harness.trial import EXECUTION_FIELDS, TrialConfig
 
-    defaults = TrialConfig(method=config["method"], backbone=config["backbone"]).canonical().key_fields()
+    defaults = asdict(TrialConfig(method=config["method"], backbone=config["backbone"]).canonical())
     diffs = [f"{k}={_fmt_value(v)}" for k, v in sorted(config.items())
              if k in defaults and k not in AXES and k not in EXECUTION_FIELDS and v != defaults[k]]
     return " ".join(diffs)
@@ -199,13 +200,16 @@ def metric_table(name: str, title: str, records: list[dict], long: pd.DataFrame,
     row_ids = sorted({k[0] for k in values},
                      key=lambda r: (_order_index(r[0], BACKBONE_ORDER), _order_index(r[1], METHOD_ORDER), r[2]))
     rows, marks, groups, numeric, all_stars = [], {}, [], [], {}
+    # settings every row shares go to the caption, not into each row's label
+    common = set.intersection(*(set(r[2].split()) for r in row_ids)) if row_ids else set()
     backbones = _order([r[0] for r in row_ids], BACKBONE_ORDER)
     for backbone in backbones:
         block = [r for r in row_ids if r[0] == backbone]
         start = len(rows)
         groups.append(start)
         for r in block:
-            label = r[1] + (f" ({r[2]})" if r[2] else "")
+            own = " ".join(t for t in r[2].split() if t not in common)
+            label = r[1] + (f" ({own})" if own else "")
             cells = []
             for col in columns:
                 seeds = values.get((r, *col), {})
@@ -226,15 +230,19 @@ def metric_table(name: str, title: str, records: list[dict], long: pd.DataFrame,
             for value, i in ranked:
                 if round(value, 12) == distinct[0]:
                     marks[(i, j + 2)] = "bold"
-                elif len(distinct) > 1 and round(value, 12) == distinct[1]:
+                elif len(distinct) > 1 and distinct[1] > 0 and round(value, 12) == distinct[1]:
                     marks[(i, j + 2)] = "underline"
-        improv = _improvement_row(backbone, block, columns, values)
-        if improv is not None:
-            position, cells, stars = improv
-            rows.append([backbone, "Improv. (kdsr vs best baseline)"] + cells)
+        for position, r in enumerate(block):
+            improv = _improvement_row(r, block, columns, values) if r[1] == KDSR else None
+            if improv is None:
+                continue
+            cells, stars = improv
+            own = " ".join(t for t in r[2].split() if t not in common)
+            rows.append([backbone, f"Improv. (kdsr{' ' + own if own else ''} vs best baseline)"] + cells)
             for j, star in stars.items():
                 all_stars[(start + position, j + 2)] = star
-    caption = f"{title}. " + protocol_caption(records, split, "Bold: best, underlined: second best per backbone. "
+    shared = f" Settings of every row: {' '.join(sorted(common))}." if common else ""
+    caption = f"{title}.{shared} " + protocol_caption(records, split, "Bold: best, underlined: second best per backbone. "
                                               "Improv.: KDSR over the best baseline (not KDSR or its ablations) in "
                                               "%; * p < 0.05, ** p < 0.01 in a paired t-test over seeds.")
     return Table(name, caption, header, rows, marks, groups, pd.DataFrame(numeric), all_stars)
@@ -244,12 +252,11 @@ def _order_index(value, preferred) -> int:
     return preferred.index(value) if value in preferred else len(preferred)
 
 
-def _improvement_row(backbone, block, columns, values):
-    kdsr_rows = [i for i, r in enumerate(block) if r[1] == KDSR and not r[2]]
+def _improvement_row(kdsr, block, columns, values):
+    """KDSR row `kdsr` against the best baseline of its backbone block (any setting), per column."""
     baselines = [r for r in block if r[1] not in (KDSR, *ABLATIONS) and r[1] != "pop"]
-    if not kdsr_rows or not baselines:
+    if not baselines:
         return None
-    kdsr = block[kdsr_rows[0]]
     cells, stars = [], {}
     for j, col in enumerate(columns):
         mine = values.get((kdsr, *col))
@@ -263,23 +270,25 @@ def _improvement_row(backbone, block, columns, values):
         p = _paired_p(mine, values[(best, *col)])
         if p is not None and p < 0.05:
             stars[j] = "**" if p < 0.01 else "*"
-    return kdsr_rows[0], cells, stars
+    return cells, stars
 
 
 def efficiency_table(records: list[dict], trials: pd.DataFrame) -> Table:
-    grouped = trials.groupby(["dataset", "backbone", "method", "encoder"], sort=False)
+    grouped = trials.groupby(["dataset", "backbone", "method", "encoder", "variant"], sort=False)
     rows, numeric = [], []
     keys = sorted(grouped.groups, key=lambda k: (k[0], _order_index(k[1], BACKBONE_ORDER),
-                                                 _order_index(k[2], METHOD_ORDER), k[3]))
+                                                 _order_index(k[2], METHOD_ORDER), k[3], k[4]))
     for key in keys:
         g = grouped.get_group(key)
-        entry = {"dataset": key[0], "backbone": key[1], "method": key[2], "encoder": key[3], "trials": len(g),
+        entry = {"dataset": key[0], "backbone": key[1], "method": key[2], "encoder": key[3], "variant": key[4],
+                 "trials": len(g),
                  "trainable_params": int(g["trainable_params"].median()),
                  "seconds_per_epoch": float(g["seconds_per_epoch"].median()),
                  "peak_memory_mb": float(g["peak_memory_mb"].median()),
                  "device": ",".join(sorted(set(g["device"].dropna())))}
         numeric.append(entry)
-        rows.append([key[0], key[1], key[2], key[3], str(len(g)), f"{entry['trainable_params']:,}",
+        rows.append([key[0], key[1], key[2] + (f" ({key[4]})" if key[4] else ""), key[3], str(len(g)),
+                     f"{entry['trainable_params']:,}",
                      f"{entry['seconds_per_epoch']:.2f}", f"{entry['peak_memory_mb']:.0f}", entry["device"]])
     extraction = {}
     for r in records:
