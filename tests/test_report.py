@@ -110,3 +110,22 @@ def test_other_metrics(tmp_path, metric):
     rows = main_rows(write_report(write(tmp_path / "r", records), tmp_path / "o", metrics=[metric]))
     factor = {"HR@10": 2, "MRR@10": 0.5}[metric]
     assert rows[("sasrec", "kdsr")] == [f"**{0.2 * factor:.4f}**"]
+
+
+def test_latex_tables_compile_with_a_real_engine(tmp_path):
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("pdflatex") is None:
+        if os.environ.get("KDSR_REQUIRE_LATEX") == "1":
+            pytest.fail("KDSR_REQUIRE_LATEX=1 but pdflatex is missing (apt-get install texlive-latex-recommended)")
+        pytest.skip("no pdflatex here (CI installs texlive-latex-base and texlive-latex-recommended)")
+    records = [record(m, s, 0.1 + 0.01 * s + 0.005 * i) for i, m in enumerate(["id", "two_stage", "kdsr",
+                                                                               "kdsr_no_code"]) for s in range(3)]
+    out = write_report(write(tmp_path / "r", records), tmp_path / "o")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "compile_latex.sh"
+    result = subprocess.run(["bash", str(script), str(out / "tables")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "compiled" in result.stdout
