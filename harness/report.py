@@ -336,6 +336,38 @@ def kd_table(long: pd.DataFrame, trials: pd.DataFrame, metric: str, split: str, 
     return Table("k_d", caption, ["dataset", "backbone", "encoder", "K", "D", metric], rows, numeric=stats)
 
 
+def retention_table(records: list[dict]) -> Table | None:
+    """Modality retention (Spearman of student vs teacher cosines on fixed pairs): epoch 0, best epoch, last."""
+    cells: dict[tuple, list[tuple]] = {}
+    for r in records:
+        curve = {p["epoch"]: p for p in r.get("retention_curve") or []}
+        if 0 not in curve:
+            continue
+        c = r["config"]
+        for modality in (k for k in curve[0] if k != "epoch"):
+            best = curve.get(r["best_epoch"], {}).get(modality, np.nan)
+            last = curve[max(curve)].get(modality, np.nan)
+            key = (c["dataset"], c["backbone"], modality, c["method"], variant(c))
+            cells.setdefault(key, []).append((curve[0][modality], best, last))
+    if not cells:
+        return None
+    keys = sorted(cells, key=lambda k: (k[0], _order_index(k[1], BACKBONE_ORDER), k[2],
+                                        _order_index(k[3], METHOD_ORDER), k[4]))
+    rows, numeric = [], []
+    for key in keys:
+        values = np.array(cells[key], dtype=float)
+        means = np.nanmean(values, axis=0)
+        numeric.append(dict(zip(("dataset", "backbone", "modality", "method", "variant"), key),
+                            start=means[0], best_epoch=means[1], last=means[2], trials=len(values)))
+        rows.append([key[0], key[1], key[2], key[3] + (f" ({key[4]})" if key[4] else ""), str(len(values)),
+                     f"{means[0]:.2f}", f"{means[1]:.2f}", f"{means[2]:.2f}"])
+    caption = ("Modality retention: Spearman correlation between student cosines (the trained modality table) and "
+               "teacher cosines (frozen features) on a fixed sample of item pairs, at epoch 0, at the best "
+               "validation epoch and at the last epoch; mean over trials.")
+    return Table("retention", caption, ["dataset", "backbone", "modality", "method", "trials", "start", "best epoch",
+                                        "last"], rows, numeric=pd.DataFrame(numeric))
+
+
 # ---------------------------------------------------------------- figures
 def _figure_setup():
     import matplotlib
@@ -488,6 +520,9 @@ def write_report(results: str | Path, out: str | Path, metrics=DEFAULT_METRICS, 
     if kd:
         tables.append(kd)
         figures.append(kd_figure(kd, f"{split} NDCG@10", figures_dir)[0].name)
+    retention_rows = retention_table(records)
+    if retention_rows:
+        tables.append(retention_rows)
     tables.append(efficiency_table(records, trials))
     retention = retention_figure(records, figures_dir)
     if retention:
