@@ -356,11 +356,11 @@ def retention_table(records: list[dict]) -> Table | None:
     rows, numeric = [], []
     for key in keys:
         values = np.array(cells[key], dtype=float)
-        means = np.nanmean(values, axis=0)
+        means = [float(col[np.isfinite(col)].mean()) if np.isfinite(col).any() else np.nan for col in values.T]
         numeric.append(dict(zip(("dataset", "backbone", "modality", "method", "variant"), key),
                             start=means[0], best_epoch=means[1], last=means[2], trials=len(values)))
         rows.append([key[0], key[1], key[2], key[3] + (f" ({key[4]})" if key[4] else ""), str(len(values)),
-                     f"{means[0]:.2f}", f"{means[1]:.2f}", f"{means[2]:.2f}"])
+                     *(f"{m:.2f}" if np.isfinite(m) else MISSING for m in means)])
     caption = ("Modality retention: Spearman correlation between student cosines (the trained modality table) and "
                "teacher cosines (frozen features) on a fixed sample of item pairs, at epoch 0, at the best "
                "validation epoch and at the last epoch; mean over trials.")
