@@ -337,8 +337,8 @@ def run_sweep(grid, trials: list[TrialConfig], store: ResultStore, args) -> int:
     if args.search:
         from harness.search import optuna_cells
 
-        pending = optuna_cells(trials, store, resources, args, grid.name)
-        pending = [t for t in pending if t.key() not in store.done_keys()]
+        trials = optuna_cells(trials, store, resources, args, grid.name)  # the cells' best settings x seeds
+        pending = [t for t in trials if t.key() not in store.done_keys()]
     if pending:
         prepare_features(pending, _paths(args), cluster.get("GPU", 0), cpus=_task_cpus())
         n_failed = run_trials(pending, store, resources, args, grid.name)
