@@ -37,9 +37,6 @@ class ResultStore:
     def load(self, key: str) -> dict:
         return json.loads(self.record_path(key).read_text())
 
-    def load_all(self) -> list[dict]:
-        return load_records(self.records)
-
     def put(self, record: dict) -> Path | None:
         """Store a finished trial; an existing record is kept (a finished result is never rewritten)."""
         validate_record(record)
