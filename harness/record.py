@@ -3,7 +3,7 @@
 A record is one JSON object per finished trial. Keys (schema version 1):
   schema, key, config, protocol, dataset_stats, valid, test, best_epoch, epochs_run, stop_reason,
   curves, trainable_params, seconds_per_epoch, eval_seconds, train_seconds_total, peak_memory_mb,
-  peak_memory_kind, runtime, created
+  peak_memory_kind, runtime, created; resumed_after_epoch (> 0 when the run resumed from a checkpoint)
 `valid` / `test` map a group ("overall", "cold", "warm", "hot") to metrics {"HR@10": ..., "n": ...}.
 """
 from __future__ import annotations

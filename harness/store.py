@@ -25,6 +25,10 @@ class ResultStore:
     def record_path(self, key: str) -> Path:
         return self.records / f"{key}.json"
 
+    def checkpoint_path(self, key: str) -> Path:
+        """Where a running trial keeps its per-epoch training state (removed once its record is stored)."""
+        return self.root / "checkpoints" / f"{key}.pt"
+
     def has(self, key: str) -> bool:
         return self.record_path(key).is_file()
 
@@ -42,9 +46,11 @@ class ResultStore:
         validate_record(record)
         path = self.record_path(record["key"])
         if path.exists():
+            self.checkpoint_path(record["key"]).unlink(missing_ok=True)
             return None
         write_record(record, path)
         (self.failed / f"{record['key']}.json").unlink(missing_ok=True)
+        self.checkpoint_path(record["key"]).unlink(missing_ok=True)
         return path
 
     def put_failure(self, key: str, config: dict, error: str, attempt: int) -> Path:

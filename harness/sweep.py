@@ -61,7 +61,7 @@ def grid_trainable(config: dict) -> None:
     cfg = replace(cfg, threads=params["threads"], device="cuda" if gpu else "cpu")
     paths = params.get("paths", {})
     try:
-        record = run_trial(cfg, progress=False, **paths)
+        record = run_trial(cfg, progress=False, checkpoint=store.checkpoint_path(key), **paths)
     except Exception as err:
         attempt = (store.failure(key) or {}).get("attempts", 0) + 1
         store.put_failure(key, cfg.key_fields(), f"{type(err).__name__}: {err}\n\n{traceback.format_exc()}", attempt)

@@ -10,6 +10,7 @@ import json
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 
 import torch
 
@@ -169,7 +170,9 @@ def _eval_set(data, positions, max_len, counts, thresholds) -> EvalSet:
 
 
 def run_trial(cfg: TrialConfig, data_dir=None, image_dir=None, model_dir=None, encoders_file=None,
-              progress: bool = True) -> dict:
+              progress: bool = True, checkpoint=None) -> dict:
+    """One trial -> its record. `checkpoint`: a file the training state is saved to after every epoch and
+    resumed from when it exists (the caller deletes it once the record is safe)."""
     cfg.validate()
     cfg = cfg.canonical()
     started = time.perf_counter()
@@ -210,7 +213,7 @@ def run_trial(cfg: TrialConfig, data_dir=None, image_dir=None, model_dir=None, e
                             async_gamma=cfg.async_gamma,
                             async_schedule=tuple(cfg.async_schedule) if spec.asynchronous else ())
     setup_seconds = time.perf_counter() - started  # data, split, features, codebook, model: the harness's share
-    result = fit(model, torch.from_numpy(windows), valid, test, train_cfg)
+    result = fit(model, torch.from_numpy(windows), valid, test, train_cfg, checkpoint=checkpoint)
     protocol = {
         "split": split.describe(),
         "ranking": "full ranking over all items (no sampled negatives); ties count against the model",
@@ -253,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-dir", default=None, help="pre-downloaded models (<dir>/<hub id>)")
     parser.add_argument("--encoders-file", default=None, help="YAML/JSON with extra encoder entries")
     parser.add_argument("--out", default=None, help="also write the JSON record to this file")
+    parser.add_argument("--checkpoint", default=None,
+                        help="save the training state here after every epoch; resume from it if it exists")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -262,12 +267,15 @@ def main(argv=None) -> int:
     cfg = TrialConfig(**{f.name: getattr(args, f.name) for f in fields(TrialConfig)})
     try:
         record = run_trial(cfg, data_dir=args.data_dir, image_dir=args.image_dir, model_dir=args.model_dir,
-                           encoders_file=args.encoders_file, progress=not args.quiet)
+                           encoders_file=args.encoders_file, progress=not args.quiet,
+                           checkpoint=args.checkpoint)
     except (DataError, ValueError, KeyError, ModuleNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.out:
         write_record(record, args.out)
+    if args.checkpoint:
+        Path(args.checkpoint).unlink(missing_ok=True)
     print(json.dumps(record, indent=2, sort_keys=True))
     return 0
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from methods import checkpoint as ckpt
 from methods.backbones import count_trainable
 from methods.evaluate import EvalSet, evaluate
 
@@ -79,8 +80,14 @@ def _optimizer(model, cfg: TrainConfig):
     return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def fit(model, train_windows: torch.Tensor, valid: EvalSet, test: EvalSet, cfg: TrainConfig) -> dict:
-    """Train with early stopping on `cfg.valid_metric`; the test set is evaluated once, at the best epoch."""
+# TrainConfig fields that do not change what a run computes: a checkpoint may resume under other values.
+EXECUTION_ONLY = ("progress", "device", "eval_batch_size")
+
+
+def fit(model, train_windows: torch.Tensor, valid: EvalSet, test: EvalSet, cfg: TrainConfig,
+        checkpoint: str | None = None) -> dict:
+    """Train with early stopping on `cfg.valid_metric`; the test set is evaluated once, at the best epoch.
+    With `checkpoint` (a file path) the state is saved after every epoch and a run finds and resumes it."""
     device = cfg.device
     model.to(device)
     if device.startswith("cuda"):
@@ -92,6 +99,7 @@ def fit(model, train_windows: torch.Tensor, valid: EvalSet, test: EvalSet, cfg: 
     train_seconds: list[float] = []
     eval_seconds: list[float] = []
     best_score, best_epoch, best_state, stop_reason = -1.0, 0, None, "no training (no trainable parameters)"
+    resumed_from = 0
 
     if n_params > 0:
         optimizer = _optimizer(model, cfg)
@@ -100,10 +108,26 @@ def fit(model, train_windows: torch.Tensor, valid: EvalSet, test: EvalSet, cfg: 
                                   dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
         stale = 0
         stop_reason = f"reached {cfg.epochs} epochs"
-        initial = model.epoch_metrics() if hasattr(model, "epoch_metrics") else {}
-        if initial:
-            curves.append({"epoch": 0, **initial})
-        for epoch in range(1, cfg.epochs + 1):
+        fingerprint = {**{k: v for k, v in cfg.as_dict().items() if k not in EXECUTION_ONLY},
+                       "ks": list(cfg.ks), "async_schedule": list(cfg.async_schedule),
+                       "trainable_params": n_params, "train_windows": list(train_windows.shape)}
+        saved = ckpt.load(checkpoint, fingerprint) if checkpoint else None
+        if saved is not None:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            generator.set_state(saved["generator"])
+            ckpt.restore_rng(saved["rng"])
+            best_score, best_epoch, best_state, stale = (saved["best_score"], saved["best_epoch"],
+                                                         saved["best_state"], saved["stale"])
+            curves, train_seconds, eval_seconds = saved["curves"], saved["train_seconds"], saved["eval_seconds"]
+            resumed_from = saved["epoch"]
+            if cfg.progress:
+                tqdm.write(f"resuming from {checkpoint} after epoch {resumed_from}")
+        else:
+            initial = model.epoch_metrics() if hasattr(model, "epoch_metrics") else {}
+            if initial:
+                curves.append({"epoch": 0, **initial})
+        for epoch in range(resumed_from + 1, cfg.epochs + 1):
             model.train()
             for group in optimizer.param_groups:
                 if group["name"] == "slow":
@@ -157,6 +181,12 @@ def fit(model, train_windows: torch.Tensor, valid: EvalSet, test: EvalSet, cfg: 
                 if stale >= cfg.patience:
                     stop_reason = f"early stop: no {cfg.valid_metric} improvement for {cfg.patience} epochs"
                     break
+            if checkpoint:
+                ckpt.save(checkpoint, {"fingerprint": fingerprint, "epoch": epoch, "model": model.state_dict(),
+                                       "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                                       "rng": ckpt.rng_state(), "best_score": best_score, "best_epoch": best_epoch,
+                                       "best_state": best_state, "stale": stale, "curves": curves,
+                                       "train_seconds": train_seconds, "eval_seconds": eval_seconds})
         model.load_state_dict(best_state)
 
     start = time.perf_counter()
@@ -170,6 +200,7 @@ def fit(model, train_windows: torch.Tensor, valid: EvalSet, test: EvalSet, cfg: 
         "best_epoch": best_epoch,
         "epochs_run": sum(1 for c in curves if c["epoch"] > 0),
         "stop_reason": stop_reason,
+        "resumed_after_epoch": resumed_from,
         "curves": curves,
         "trainable_params": n_params,
         "seconds_per_epoch": float(np.mean(train_seconds)) if train_seconds else 0.0,

@@ -219,3 +219,61 @@ def test_fused_scoring_lets_an_items_content_reach_its_score(backbone):
         assert rows.any()
         assert torch.allclose(model.predict(history)[rows, item + 1], others[rows])
         assert (not torch.allclose(after[rows], before[rows])) == should_change, score_with
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "bert4rec"])
+def test_resuming_from_a_checkpoint_gives_the_uninterrupted_result(backbone, tmp_path, monkeypatch):
+    """KDSR (asynchronous schedule, sampled pairs, dropout; BERT4Rec's random masks) killed after epoch 3 and
+    resumed from its checkpoint gives exactly the curves and metrics of an uninterrupted run."""
+    import methods.trainer as trainer
+
+    data, windows, valid, test, features, mask = toy()
+
+    def run(checkpoint=None):
+        seed_everything(0)
+        net = build_backbone(backbone, data.n_items, 8, dim=16, inner_dim=32)
+        model = build_method_model("kdsr", net, [modality(features, mask, windows)], DistillSettings(proj_dim=16))
+        cfg = TrainConfig(epochs=6, batch_size=16, patience=50, progress=False, async_schedule=(2, 4))
+        return fit(model, torch.from_numpy(windows), valid, test, cfg, checkpoint=checkpoint)
+
+    def comparable(result):
+        curves = [{k: v for k, v in c.items() if not k.endswith("_seconds")} for c in result["curves"]]
+        return result["test"], result["valid"], result["best_epoch"], curves
+
+    uninterrupted = run()
+    path = tmp_path / "trial.pt"
+    real_evaluate, calls = trainer.evaluate, []
+
+    def killed_at_epoch_4(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt  # the process dies during epoch 4's validation
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "evaluate", killed_at_epoch_4)
+    with pytest.raises(KeyboardInterrupt):
+        run(path)
+    monkeypatch.setattr(trainer, "evaluate", real_evaluate)
+    assert torch.load(path, weights_only=True)["epoch"] == 3
+    resumed = run(path)
+    assert resumed["resumed_after_epoch"] == 3 and uninterrupted["resumed_after_epoch"] == 0
+    assert comparable(resumed) == comparable(uninterrupted)
+    assert len(resumed["curves"]) == 7 and resumed["epochs_run"] == 6
+
+
+def test_a_checkpoint_from_another_setup_is_refused(tmp_path):
+    data, windows, valid, test, features, mask = toy()
+    path = tmp_path / "trial.pt"
+
+    def run(lr):
+        seed_everything(0)
+        model = build_backbone("sasrec", data.n_items, 8, dim=16, inner_dim=32)
+        return fit(model, torch.from_numpy(windows), valid, test,
+                   TrainConfig(epochs=1, batch_size=16, lr=lr, progress=False), checkpoint=path)
+
+    run(1e-3)
+    with pytest.raises(ValueError, match=r"trial.pt was written by a different training setup \(differs in lr\)"):
+        run(2e-3)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot be read.*delete it"):
+        run(1e-3)

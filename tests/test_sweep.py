@@ -138,24 +138,34 @@ def test_optuna_search_then_seeds(ray_cluster, tmp_path):
 
 
 def test_kill_9_then_resume_runs_every_trial_once(ray_cluster, tmp_path):
+    """Killed while one trial is done and another is mid-training: the rerun keeps the finished record,
+    resumes the unfinished trial from its last epoch checkpoint and leaves no checkpoint or temp file."""
     path = grid_file(tmp_path, "kill", {"dataset": ["ml-100k"], "backbone": ["sasrec"], "method": ["id"],
-                                        "seed": [0, 1, 2, 3]})
+                                        "seed": [0, 1, 2, 3]}, fixed={**TINY, "epochs": 8, "patience": 50})
     store = tmp_path / "store"
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
     driver = subprocess.Popen([sys.executable, "-m", "harness.sweep", "--grid", str(path), "--storage", str(store),
                                "--num-cpus", "1", "--no-report"], cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def unfinished_checkpoints():
+        done = {p.stem for p in (store / "records").glob("*.json")}
+        return [p for p in (store / "checkpoints").glob("*.pt") if p.stem not in done] if done else []
+
     deadline = time.time() + 240
-    while not list((store / "records").glob("*.json")) and time.time() < deadline and driver.poll() is None:
-        time.sleep(0.2)
+    while not unfinished_checkpoints() and time.time() < deadline and driver.poll() is None:
+        time.sleep(0.1)
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
-    before = records_by_key(store)
-    assert 1 <= len(before) < 4, "the driver must be killed mid-sweep"
     time.sleep(3)  # let the killed cluster's orphaned workers exit
     before = records_by_key(store)
+    assert 1 <= len(before) < 4, "the driver must be killed mid-sweep"
+    interrupted = {p.stem for p in unfinished_checkpoints()}
+    assert interrupted, "a trial must be mid-training when the driver is killed"
     assert sweep_main(["--grid", str(path), "--storage", str(store), "--resume", "--no-report"]) == 0
     after = records_by_key(store)
     assert set(after) == set(load_grid(str(path)).keys())
     assert all(after[key] == raw for key, raw in before.items())  # finished records never rewritten
+    assert all(json.loads(after[key])["resumed_after_epoch"] >= 1 for key in interrupted)
     assert not list((store / "records").glob(".*"))  # no temp files left behind
+    assert not list((store / "checkpoints").glob("*"))  # checkpoints go once their record is stored
