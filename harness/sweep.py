@@ -37,7 +37,7 @@ def trial_label(cfg: TrialConfig) -> str:
 
 def summary_metrics(record: dict) -> dict:
     return {SUMMARY_METRIC: record["valid"]["overall"]["NDCG@10"], "test_ndcg10": record["test"]["overall"]["NDCG@10"],
-            "best_epoch": record["best_epoch"], "key": record["key"]}
+            "best_epoch": record["best_epoch"], "key": record["key"], "final": True}
 
 
 def grid_trainable(config: dict) -> None:
@@ -61,7 +61,12 @@ def grid_trainable(config: dict) -> None:
     cfg = replace(cfg, threads=params["threads"], device="cuda" if gpu else "cpu")
     paths = params.get("paths", {})
     try:
-        record = run_trial(cfg, progress=False, checkpoint=store.checkpoint_path(key), **paths)
+        def report_epoch(curve: dict, best_score: float, best_epoch: int) -> None:
+            tune.report({SUMMARY_METRIC: curve["valid"]["NDCG@10"], "epoch": curve["epoch"],
+                         "best_valid_ndcg10": best_score, "best_epoch": best_epoch, "final": False})
+
+        record = run_trial(cfg, progress=False, checkpoint=store.checkpoint_path(key), on_epoch=report_epoch,
+                           **paths)
     except Exception as err:
         attempt = (store.failure(key) or {}).get("attempts", 0) + 1
         store.put_failure(key, cfg.key_fields(), f"{type(err).__name__}: {err}\n\n{traceback.format_exc()}", attempt)
@@ -78,6 +83,8 @@ class Progress:
         self.done = self.failed = self.running = 0
         self.durations: list[float] = []
         self.started: dict[str, float] = {}
+        self.last_epoch_line: dict[str, float] = {}
+        self.epoch_interval = 60.0
         self.best: tuple[float, str] | None = None
         self.t0 = time.monotonic()
 
@@ -101,6 +108,18 @@ class Progress:
             self.best = (score, label)
         self._print(f"done {label}" + (f" valid NDCG@10 {score:.4f}" if score is not None else ""))
 
+    def epoch(self, trial_id: str, result: dict) -> None:
+        """A running trial's epoch; printed at most once per `epoch_interval` seconds per trial, so short
+        trials print nothing here and long ones (ML-1M: an hour or more) show they are alive."""
+        now = time.monotonic()
+        if result.get("final", True) or now - self.last_epoch_line.get(trial_id, self.started.get(trial_id, now)) \
+                < self.epoch_interval:
+            return
+        self.last_epoch_line[trial_id] = now
+        self._print(f"{self.labels.get(trial_id, trial_id)} epoch {result['epoch']}: valid NDCG@10 "
+                    f"{result[SUMMARY_METRIC]:.4f} (best {result['best_valid_ndcg10']:.4f} at epoch "
+                    f"{result['best_epoch']})")
+
     def _print(self, event: str) -> None:
         left = self.total - self.done - self.failed
         eta = ""
@@ -123,6 +142,9 @@ def _tune_callback(progress: Progress):
     class Callback(tune.Callback):
         def on_trial_start(self, iteration, trials, trial, **info):
             progress.start(trial.trial_id)
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            progress.epoch(trial.trial_id, result)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             progress.finish(trial.trial_id, trial.last_result, error=False)

@@ -170,9 +170,9 @@ def _eval_set(data, positions, max_len, counts, thresholds) -> EvalSet:
 
 
 def run_trial(cfg: TrialConfig, data_dir=None, image_dir=None, model_dir=None, encoders_file=None,
-              progress: bool = True, checkpoint=None) -> dict:
+              progress: bool = True, checkpoint=None, on_epoch=None) -> dict:
     """One trial -> its record. `checkpoint`: a file the training state is saved to after every epoch and
-    resumed from when it exists (the caller deletes it once the record is safe)."""
+    resumed from when it exists (the caller deletes it once the record is safe); `on_epoch`: see methods.trainer.fit."""
     cfg.validate()
     cfg = cfg.canonical()
     started = time.perf_counter()
@@ -213,7 +213,7 @@ def run_trial(cfg: TrialConfig, data_dir=None, image_dir=None, model_dir=None, e
                             async_gamma=cfg.async_gamma,
                             async_schedule=tuple(cfg.async_schedule) if spec.asynchronous else ())
     setup_seconds = time.perf_counter() - started  # data, split, features, codebook, model: the harness's share
-    result = fit(model, torch.from_numpy(windows), valid, test, train_cfg, checkpoint=checkpoint)
+    result = fit(model, torch.from_numpy(windows), valid, test, train_cfg, checkpoint=checkpoint, on_epoch=on_epoch)
     protocol = {
         "split": split.describe(),
         "ranking": "full ranking over all items (no sampled negatives); ties count against the model",

@@ -85,9 +85,10 @@ EXECUTION_ONLY = ("progress", "device", "eval_batch_size")
 
 
 def fit(model, train_windows: torch.Tensor, valid: EvalSet, test: EvalSet, cfg: TrainConfig,
-        checkpoint: str | None = None) -> dict:
+        checkpoint: str | None = None, on_epoch=None) -> dict:
     """Train with early stopping on `cfg.valid_metric`; the test set is evaluated once, at the best epoch.
-    With `checkpoint` (a file path) the state is saved after every epoch and a run finds and resumes it."""
+    With `checkpoint` (a file path) the state is saved after every epoch and a run finds and resumes it.
+    `on_epoch(curve_entry, best_score, best_epoch)` is called after every epoch (progress reporting)."""
     device = cfg.device
     model.to(device)
     if device.startswith("cuda"):
@@ -170,17 +171,20 @@ def fit(model, train_windows: torch.Tensor, valid: EvalSet, test: EvalSet, cfg: 
             if cfg.progress:
                 tqdm.write(f"epoch {epoch:3d}  loss {total / max(steps, 1):.4f}  valid {cfg.valid_metric} "
                            f"{score:.4f}  ({train_seconds[-1]:.1f}s train, {eval_seconds[-1]:.1f}s eval)")
-            if score > best_score:
+            improved = score > best_score
+            if improved:
                 best_score, best_epoch, stale = score, epoch, 0
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                if cfg.stop_at is not None and score >= cfg.stop_at:
-                    stop_reason = f"validation {cfg.valid_metric} reached the target {cfg.stop_at}"
-                    break
             else:
                 stale += 1
-                if stale >= cfg.patience:
-                    stop_reason = f"early stop: no {cfg.valid_metric} improvement for {cfg.patience} epochs"
-                    break
+            if on_epoch is not None:
+                on_epoch(curves[-1], best_score, best_epoch)
+            if improved and cfg.stop_at is not None and score >= cfg.stop_at:
+                stop_reason = f"validation {cfg.valid_metric} reached the target {cfg.stop_at}"
+                break
+            if stale >= cfg.patience:
+                stop_reason = f"early stop: no {cfg.valid_metric} improvement for {cfg.patience} epochs"
+                break
             if checkpoint:
                 ckpt.save(checkpoint, {"fingerprint": fingerprint, "epoch": epoch, "model": model.state_dict(),
                                        "optimizer": optimizer.state_dict(), "generator": generator.get_state(),

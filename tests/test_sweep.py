@@ -14,7 +14,7 @@ import yaml
 
 from harness.grid import GridError, load_grid, shipped_grids
 from harness.store import ResultStore
-from harness.sweep import main as sweep_main
+from harness.sweep import Progress, main as sweep_main
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"epochs": 2, "patience": 1, "dim": 16, "inner_dim": 32, "n_layers": 1, "max_len": 20,
@@ -25,6 +25,19 @@ def grid_file(folder: Path, name: str, axes: dict, fixed: dict = TINY, **extra) 
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump({"description": name, "fixed": fixed, "axes": axes, **extra}))
     return path
+
+
+def test_long_trials_print_their_epochs_at_most_once_a_minute(capsys):
+    progress = Progress(total=2, concurrency=1, labels={"t1": "ml-1m/sasrec/kdsr/minilm-l6/s0 [abc123]"})
+    progress.start("t1")
+    epoch = {"final": False, "epoch": 3, "valid_ndcg10": 0.1, "best_valid_ndcg10": 0.12, "best_epoch": 2}
+    progress.epoch("t1", epoch)  # started just now: a short trial prints no epoch lines
+    progress.epoch_interval = 0.0
+    progress.epoch("t1", {"final": True, "valid_ndcg10": 0.12})  # the final result is the trial's summary
+    assert "epoch" not in capsys.readouterr().out.split("| start")[-1]
+    progress.epoch("t1", epoch)
+    assert ("| ml-1m/sasrec/kdsr/minilm-l6/s0 [abc123] epoch 3: valid NDCG@10 0.1000 (best 0.1200 at epoch 2)"
+            in capsys.readouterr().out)
 
 
 # ---------------------------------------------------------------- grids (no Ray)
