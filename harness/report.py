@@ -248,6 +248,46 @@ def metric_table(name: str, title: str, records: list[dict], long: pd.DataFrame,
     return Table(name, caption, header, rows, marks, groups, pd.DataFrame(numeric), all_stars)
 
 
+def overview_table(long: pd.DataFrame, metric: str, split: str, records) -> Table | None:
+    """One glance: rows = method (and setting), columns = data set x backbone x encoder, one metric.
+    Encoder-free rows (id, pop) fill every encoder column of their backbone. Bold: best per column."""
+    sub = long[(long["split"] == split) & (long["group"] == "overall") & (long["metric"] == metric)]
+    if sub.empty:
+        return None
+    seeds: dict[tuple, dict[int, float]] = {}
+    for rec in sub.itertuples():
+        seeds.setdefault((rec.dataset, rec.backbone, rec.encoder, rec.method, rec.variant), {})[rec.seed] = rec.value
+    encoders = _order([k[2] for k in seeds if k[2] != MISSING], ()) or [MISSING]
+    columns = sorted({(k[0], k[1]) for k in seeds}, key=lambda c: (c[0], _order_index(c[1], BACKBONE_ORDER)))
+    columns = [(d, b, e) for d, b in columns for e in encoders
+               if any(k[:3] == (d, b, e) for k in seeds) or e == MISSING]
+    row_ids = sorted({(k[3], k[4]) for k in seeds}, key=lambda r: (_order_index(r[0], METHOD_ORDER), r[1]))
+    rows, marks, numeric = [], {}, []
+    for i, (method, setting) in enumerate(row_ids):
+        cells = []
+        for d, b, e in columns:
+            values = seeds.get((d, b, e, method, setting)) or seeds.get((d, b, MISSING, method, setting)) or {}
+            cells.append(_mean_std([values[s] for s in sorted(values)]))
+            numeric.append({"dataset": d, "backbone": b, "encoder": e, "method": method, "variant": setting,
+                            "mean": np.mean(list(values.values())) if values else np.nan,
+                            "std": np.std(list(values.values()), ddof=1) if len(values) > 1 else np.nan,
+                            "seeds": len(values)})
+        rows.append([method + (f" ({setting})" if setting else "")] + cells)
+    frame = pd.DataFrame(numeric)
+    for j, (d, b, e) in enumerate(columns):
+        column = frame[(frame["dataset"] == d) & (frame["backbone"] == b) & (frame["encoder"] == e)]["mean"].to_numpy()
+        if np.isfinite(column).sum() > 1:
+            best = np.nanmax(column)
+            for i, value in enumerate(column):
+                if value == best:
+                    marks[(i, j + 1)] = "bold"
+    header = ["method"] + [f"{d} {b}" + (f" + {e}" if e != MISSING else "") for d, b, e in columns]
+    caption = (f"Overview: {split} {metric} per method (rows) and data set, backbone and encoder (columns); "
+               f"encoder-free methods repeat in every encoder column. Bold: best per column. "
+               + protocol_caption(records, split))
+    return Table("overview", caption, header, rows, marks, numeric=frame)
+
+
 def _order_index(value, preferred) -> int:
     return preferred.index(value) if value in preferred else len(preferred)
 
@@ -494,6 +534,9 @@ def write_report(results: str | Path, out: str | Path, metrics=DEFAULT_METRICS, 
     tables_dir, figures_dir = out / "tables", out / "figures"
     tables: list[Table] = []
     figures: list[str] = []
+    overview = overview_table(long, "NDCG@10", split, records)
+    if overview:
+        tables.append(overview)
     main_title = "Main results"
     for encoder in _order(trials.loc[trials["encoder"] != MISSING, "encoder"], ()) or [MISSING]:
         keys = set(trials.loc[trials["encoder"].isin([encoder, MISSING]), "key"])

@@ -82,6 +82,23 @@ def test_missing_cells_are_shown_as_missing_and_partial_sweeps_report(tmp_path):
     assert "ml-1m,NDCG@10,,," in csv  # mean and std empty for the missing cell
 
 
+def test_overview_repeats_encoder_free_rows_per_encoder_and_bolds_the_best(tmp_path):
+    records = [record("id", 0, 0.10), record("id", 1, 0.12), record("kdsr", 0, 0.13),
+               record("kdsr", 0, 0.09, encoder=("smollm2-135m",)), record("frozen", 0, 0.11, backbone="gru4rec"),
+               record("kdsr", 0, 0.14, init_std=0.1)]
+    out = write_report(write(tmp_path / "r", records), tmp_path / "o", metrics=["NDCG@10"])
+    lines = (out / "tables" / "overview.md").read_text().splitlines()
+    table = [[c.strip() for c in line.strip("|").split("|")] for line in lines if line.startswith("| ")]
+    assert table[0] == ["method", "ml-100k gru4rec + minilm-l6", "ml-100k sasrec + minilm-l6",
+                        "ml-100k sasrec + smollm2-135m"]
+    rows = {r[0]: r[1:] for r in table[1:]}
+    assert rows["id"] == ["–", "0.1100 ± 0.0141", "**0.1100 ± 0.0141**"]  # the ID-only trials in both encoders
+    assert rows["frozen"] == ["0.1100", "–", "–"]  # a single value in its column: not marked best
+    assert rows["kdsr"] == ["–", "0.1300", "0.0900"]
+    assert rows["kdsr (init_std=0.1)"] == ["–", "**0.1400**", "–"]
+    assert "Test split" in lines[0] and "mean ± std over seeds [0, 1]" in lines[0]
+
+
 def test_regeneration_is_byte_identical(tmp_path):
     records = [record(m, s, 0.1 + 0.01 * s + 0.005 * i, retention=[0.7, 0.6 - 0.1 * i, 0.5])
                for i, m in enumerate(["id", "two_stage", "kdsr", "kdsr_no_hol"]) for s in range(2)]
