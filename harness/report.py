@@ -263,7 +263,7 @@ def overview_table(long: pd.DataFrame, metric: str, split: str, records) -> Tabl
                if any(k[:3] == (d, b, e) for k in seeds) or e == MISSING]
     row_ids = sorted({(k[3], k[4]) for k in seeds}, key=lambda r: (_order_index(r[0], METHOD_ORDER), r[1]))
     rows, marks, numeric = [], {}, []
-    for i, (method, setting) in enumerate(row_ids):
+    for method, setting in row_ids:
         cells = []
         for d, b, e in columns:
             values = seeds.get((d, b, e, method, setting)) or seeds.get((d, b, MISSING, method, setting)) or {}
@@ -273,19 +273,16 @@ def overview_table(long: pd.DataFrame, metric: str, split: str, records) -> Tabl
                             "std": np.std(list(values.values()), ddof=1) if len(values) > 1 else np.nan,
                             "seeds": len(values)})
         rows.append([method + (f" ({setting})" if setting else "")] + cells)
-    frame = pd.DataFrame(numeric)
-    for j, (d, b, e) in enumerate(columns):
-        column = frame[(frame["dataset"] == d) & (frame["backbone"] == b) & (frame["encoder"] == e)]["mean"].to_numpy()
-        if np.isfinite(column).sum() > 1:
-            best = np.nanmax(column)
-            for i, value in enumerate(column):
-                if value == best:
-                    marks[(i, j + 1)] = "bold"
+    means = np.array([cell["mean"] for cell in numeric]).reshape(len(row_ids), len(columns))
+    for j in range(len(columns)):
+        if np.isfinite(means[:, j]).sum() > 1:
+            for i in np.flatnonzero(means[:, j] == np.nanmax(means[:, j])):
+                marks[(int(i), j + 1)] = "bold"
     header = ["method"] + [f"{d} {b}" + (f" + {e}" if e != MISSING else "") for d, b, e in columns]
     caption = (f"Overview: {split} {metric} per method (rows) and data set, backbone and encoder (columns); "
                f"encoder-free methods repeat in every encoder column. Bold: best per column. "
                + protocol_caption(records, split))
-    return Table("overview", caption, header, rows, marks, numeric=frame)
+    return Table("overview", caption, header, rows, marks, numeric=pd.DataFrame(numeric))
 
 
 def _order_index(value, preferred) -> int:

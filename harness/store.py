@@ -45,13 +45,12 @@ class ResultStore:
         """Store a finished trial; an existing record is kept (a finished result is never rewritten)."""
         validate_record(record)
         path = self.record_path(record["key"])
-        if path.exists():
-            self.checkpoint_path(record["key"]).unlink(missing_ok=True)
-            return None
-        write_record(record, path)
-        (self.failed / f"{record['key']}.json").unlink(missing_ok=True)
-        self.checkpoint_path(record["key"]).unlink(missing_ok=True)
-        return path
+        written = not path.exists()
+        if written:
+            write_record(record, path)
+            (self.failed / f"{record['key']}.json").unlink(missing_ok=True)
+        self.checkpoint_path(record["key"]).unlink(missing_ok=True)  # only once the record is on disk
+        return path if written else None
 
     def put_failure(self, key: str, config: dict, error: str, attempt: int) -> Path:
         return write_record({"key": key, "config": config, "error": error, "attempts": attempt,

@@ -111,9 +111,11 @@ class Progress:
     def epoch(self, trial_id: str, result: dict) -> None:
         """A running trial's epoch; printed at most once per `epoch_interval` seconds per trial, so short
         trials print nothing here and long ones (ML-1M: an hour or more) show they are alive."""
+        if result.get("final", True):
+            return
         now = time.monotonic()
-        if result.get("final", True) or now - self.last_epoch_line.get(trial_id, self.started.get(trial_id, now)) \
-                < self.epoch_interval:
+        last_line = self.last_epoch_line.get(trial_id, self.started.get(trial_id, now))
+        if now - last_line < self.epoch_interval:
             return
         self.last_epoch_line[trial_id] = now
         self._print(f"{self.labels.get(trial_id, trial_id)} epoch {result['epoch']}: valid NDCG@10 "
