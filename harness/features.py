@@ -4,16 +4,36 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 
 from encoders.cache import atomic_save
 from encoders.extract import ItemContent, extract_features
+from encoders.reduce import METHODS as REDUCTIONS
 from encoders.reduce import reduce_features
 from encoders.registry import get_spec
+from harness.data import load_dataset
 from harness.data.dataset import SequenceData
 from methods.distill import fit_codebook
+from kdsr_util.settings import setting
 from methods.multimodal import Modality
+
+
+@dataclass
+class FeatureSettings:
+    """Which frozen encoders give a trial its modalities, and how their features become student tables and
+    codes. The teacher is always the raw cached features."""
+
+    encoder: list[str] = setting([], item=str, needs="modalities",
+                                 help="one encoder per modality (see python -m encoders.list)")
+    reduce: str = setting("pca", choices=REDUCTIONS, needs="modalities",
+                          help="how the table that starts from the features is reduced to its width")
+    reduce_dim: int = setting(0, interval="[0, inf)", needs="modalities", help="0: the model dimension")
+    K: int = setting(50, interval="[2, inf)", needs="codes", help="correlation codes (k-means centroids)")
+    D: int = setting(8, interval="[1, inf)", needs="codes", help="sub-spaces of each correlation vector")
+    codebook_sample: int = setting(100_000, interval="[1, inf)", needs="codes",
+                                   help="item pairs the k-means codebook is fitted on")
 
 
 def window_pairs(windows: np.ndarray, n_pairs: int, seed: int) -> np.ndarray:
@@ -44,12 +64,14 @@ def codebook(entry, teacher: np.ndarray, windows: np.ndarray, n_codes: int, n_su
     return centroids
 
 
-def load_modalities(data: SequenceData, encoders: list[str], windows: np.ndarray, *, reduce: str, reduce_dim: int,
-                    n_codes: int, n_sub: int, codebook_sample: int, seed: int, need_codes: bool, device: str = "cpu",
-                    model_dir=None, encoders_file=None, progress: bool = True) -> tuple[list[Modality], list[dict]]:
+def load_modalities(data: SequenceData, settings: FeatureSettings, windows: np.ndarray, *, model_dim: int, seed: int,
+                    need_codes: bool, device: str = "cpu", model_dir=None, encoders_file=None,
+                    progress: bool = True) -> tuple[list[Modality], list[dict]]:
     content = ItemContent(data.name, data.items["text"].tolist(), data.items["image"].tolist())
+    reduce, reduce_dim = settings.reduce, settings.reduce_dim or model_dim
+    n_codes, n_sub, codebook_sample = settings.K, settings.D, settings.codebook_sample
     modalities, summaries = [], []
-    for name in encoders:
+    for name in settings.encoder:
         spec = get_spec(name, encoders_file)
         entry = extract_features(content, spec, device=device, model_dir=model_dir, progress=progress,
                                  log=lambda m: print(m, file=sys.stderr))
@@ -70,8 +92,6 @@ def prepare(dataset: str, options, encoders: list[str], device: str = "cpu", dat
             model_dir=None, encoders_file=None) -> dict:
     """Preprocess a data set and extract every encoder's features into the caches (the sweep runs this once
     per data set before the trials that read them). Returns what was prepared."""
-    from harness.data import load_dataset
-
     data = load_dataset(dataset, options, data_dir=data_dir, image_dir=image_dir, verbose=False)
     content = ItemContent(data.name, data.items["text"].tolist(), data.items["image"].tolist())
     seconds = {}

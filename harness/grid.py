@@ -17,25 +17,23 @@ A grid file (harness/grids/NAME.yaml, or any path):
 
 Trials are canonicalised (settings a method or backbone ignores are reset, see TrialConfig.canonical),
 so an axis a method ignores does not multiply its trials; duplicates are dropped by key. Grid files are
-data: read with yaml.safe_load and every name checked before anything runs.
+data: read with yaml.safe_load, and every value of every trial is checked (TrialConfig.validate) before
+anything runs.
 """
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from harness.data.sources import AMAZON_CATEGORIES, MOVIELENS
-from harness.trial import TrialConfig
-from methods.backbones import BACKBONES
-from methods.multimodal import METHODS
+from harness.trial import SETTINGS, TrialConfig
+from kdsr_util.settings import SettingError
 
 GRID_DIR = Path(__file__).resolve().parent / "grids"
 FILE_KEYS = {"description", "include", "fixed", "axes", "exclude", "resources"}
 RESOURCE_KEYS = {"cpus_per_trial", "gpus_per_trial"}
-CONFIG_FIELDS = {f.name: f for f in fields(TrialConfig)}
 
 
 class GridError(ValueError):
@@ -83,8 +81,8 @@ def filter_trials(trials: list[TrialConfig], only: list[str]) -> list[TrialConfi
         if "=" not in item:
             raise GridError(f"--only {item!r}: expected axis=value, e.g. --only method=kdsr")
         axis, values = item.split("=", 1)
-        if axis not in CONFIG_FIELDS:
-            raise GridError(f"--only {item!r}: unknown axis {axis!r}; valid axes: {', '.join(CONFIG_FIELDS)}")
+        if axis not in SETTINGS:
+            raise GridError(f"--only {item!r}: unknown axis {axis!r}; valid axes: {', '.join(SETTINGS)}")
         wanted = {v.strip() for v in values.split(",")}
         trials = [t for t in trials if _as_text(getattr(t, axis)) in wanted]
     return trials
@@ -130,17 +128,16 @@ def _expand(path: Path, encoders_file, seen: tuple) -> tuple[list[TrialConfig], 
         for axis, values in axes.items():
             if not isinstance(values, list) or not values:
                 raise GridError(f"{path}: axes.{axis}: give a non-empty list of values, e.g. {axis}: [value]")
-            lists[axis] = [_check(path, f"axes.{axis}", axis, v, encoders_file) for v in values]
-        base = {k: _check(path, f"fixed.{k}", k, v, encoders_file) for k, v in fixed.items()}
-        excludes = [_exclusion(path, i, item, encoders_file) for i, item in enumerate(data.get("exclude") or [])]
+            lists[axis] = [_check(path, f"axes.{axis}", axis, v) for v in values]
+        base = {k: _check(path, f"fixed.{k}", k, v) for k, v in fixed.items()}
+        excludes = [_exclusion(path, i, item) for i, item in enumerate(data.get("exclude") or [])]
         for combo in itertools.product(*lists.values()):
             setting = {**base, **dict(zip(lists, combo))}
-            if any(all(setting.get(k, getattr(TrialConfig(), k)) in vs for k, vs in ex.items()) for ex in excludes):
+            if any(all(setting.get(k, SETTINGS[k].default) in vs for k, vs in ex.items()) for ex in excludes):
                 continue
-            trial = TrialConfig(**setting)
-            if trial.backbone == "pop" and trial.method != "id":
+            if setting.get("backbone") == "pop" and setting.get("method", SETTINGS["method"].default) != "id":
                 continue  # the most-popular baseline has no input embeddings to fuse modalities into
-            trials.append(trial.canonical())
+            trials.append(_checked_trial(path, setting, encoders_file))
     elif fixed or data.get("exclude"):
         raise GridError(f"{path}: 'fixed' and 'exclude' need 'axes'")
     if not trials:
@@ -148,60 +145,32 @@ def _expand(path: Path, encoders_file, seen: tuple) -> tuple[list[TrialConfig], 
     return trials, resources, str(data.get("description", "")).strip()
 
 
-def _exclusion(path: Path, index: int, item, encoders_file) -> dict:
+def _exclusion(path: Path, index: int, item) -> dict:
     if not isinstance(item, dict):
         raise GridError(f"{path}: exclude[{index}]: give a mapping axis -> value or list of values")
     out = {}
     for axis, values in item.items():
         values = values if isinstance(values, list) and axis != "encoder" else [values]
-        out[axis] = [_check(path, f"exclude[{index}].{axis}", axis, v, encoders_file) for v in values]
+        out[axis] = [_check(path, f"exclude[{index}].{axis}", axis, v) for v in values]
     return out
 
 
-def _check(path: Path, where: str, name: str, value, encoders_file):
+def _check(path: Path, where: str, name: str, value):
     """Validate one setting's value and return it in TrialConfig's type."""
-    if name not in CONFIG_FIELDS:
-        raise GridError(f"{path}: {where}: unknown setting {name!r}; valid settings: {', '.join(CONFIG_FIELDS)}")
-    default = getattr(TrialConfig(), name)
-    if name == "encoder":
-        names = [value] if isinstance(value, str) else value
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise GridError(f"{path}: {where}: an encoder value is a name or a list of names (one per modality)")
-        from encoders.registry import registry
-
-        known = registry(encoders_file)
-        unknown = [n for n in names if n not in known]
-        if unknown:
-            raise GridError(f"{path}: {where}: unknown encoder {unknown[0]!r}; valid encoders: {', '.join(known)} "
-                            "(or add one with --encoders-file)")
-        return list(names)
-    if name == "method" and value not in METHODS:
-        raise GridError(f"{path}: {where}: unknown method {value!r}; valid methods: {', '.join(METHODS)}")
-    if name == "backbone" and value not in BACKBONES:
-        raise GridError(f"{path}: {where}: unknown backbone {value!r}; valid backbones: {', '.join(BACKBONES)}")
-    if name == "dataset":
-        amazon = [f"amazon-{c}" for c in AMAZON_CATEGORIES]
-        if not isinstance(value, str) or not (value in MOVIELENS or value in amazon or Path(value).exists()):
-            raise GridError(f"{path}: {where}: unknown data set {value!r}; valid data sets: "
-                            f"{', '.join(list(MOVIELENS) + amazon)}, or a folder of RecBole atomic files")
-        return value
-    if isinstance(default, list):
-        values = value if isinstance(value, list) else [value]
-        kind = type(default[0]) if default else str
-        return [_coerce(path, where, kind, v) for v in values]
-    return _coerce(path, where, type(default), value)
+    if name not in SETTINGS:
+        raise GridError(f"{path}: {where}: unknown setting {name!r}; valid settings: {', '.join(SETTINGS)}")
+    try:
+        return SETTINGS[name].parse(value)
+    except SettingError as err:
+        raise GridError(f"{path}: {where}: {err}") from None
 
 
-def _coerce(path: Path, where: str, kind: type, value):
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-    elif kind is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif kind is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif isinstance(value, kind):
-        return value
-    raise GridError(f"{path}: {where}: {value!r} is not a {kind.__name__}")
+def _checked_trial(path: Path, setting: dict, encoders_file) -> TrialConfig:
+    """A trial of the grid, every value and combination checked (names, list lengths, data set, encoders)."""
+    trial = TrialConfig(**setting)
+    try:
+        trial.validate(encoders_file)
+    except ValueError as err:
+        shown = " ".join(f"{k}={_as_text(v)}" for k, v in setting.items())
+        raise GridError(f"{path}: trial {shown}: {err}") from None
+    return trial.canonical()

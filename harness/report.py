@@ -14,11 +14,13 @@ import math
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from harness.store import load_records
+from harness.trial import SETTINGS, TrialConfig
 
 DEFAULT_METRICS = ("HR@10", "NDCG@10", "MRR@10", "HR@20", "NDCG@20", "MRR@20")
 KDSR, ABLATIONS = "kdsr", ("kdsr_no_hol", "kdsr_no_code", "kdsr_no_async")
@@ -31,11 +33,9 @@ MISSING = "–"
 # ---------------------------------------------------------------- records -> frames
 def variant(config: dict) -> str:
     """Settings that differ from the trial defaults, other than the grid's main axes (e.g. "K=20 D=4")."""
-    from harness.trial import EXECUTION_FIELDS, TrialConfig
-
     defaults = asdict(TrialConfig(method=config["method"], backbone=config["backbone"]).canonical())
     diffs = [f"{k}={_fmt_value(v)}" for k, v in sorted(config.items())
-             if k in defaults and k not in AXES and k not in EXECUTION_FIELDS and v != defaults[k]]
+             if k in defaults and k not in AXES and not SETTINGS[k].execution and v != defaults[k]]
     return " ".join(diffs)
 
 
@@ -181,6 +181,20 @@ def protocol_caption(records: list[dict], split: str, extra: str = "") -> str:
             f"{sparse}.{(' ' + extra) if extra else ''}")
 
 
+class RowKey(NamedTuple):
+    backbone: str
+    method: str
+    variant: str  # settings that differ from the defaults, e.g. "K=20 D=4"
+
+
+class Column(NamedTuple):
+    dataset: str
+    metric: str
+
+
+METRIC_LABELS = ["backbone", "method"]  # the label columns before the metric columns
+
+
 def metric_table(name: str, title: str, records: list[dict], long: pd.DataFrame, metrics: list[str], split: str,
                  methods: list[str] | None = None, group: str = "overall") -> Table | None:
     """Rows = methods grouped by backbone; columns = data set x metric; bold best / underline second per
@@ -190,57 +204,60 @@ def metric_table(name: str, title: str, records: list[dict], long: pd.DataFrame,
         rows_long = rows_long[rows_long["method"].isin(methods)]
     if rows_long.empty:
         return None
-    datasets = _order(rows_long["dataset"], ())
-    columns = [(d, m) for d in datasets for m in metrics]
-    header = ["backbone", "method"] + [f"{d} {m}" for d, m in columns]
-    values: dict[tuple, dict[int, float]] = {}
+    columns = [Column(d, m) for d in _order(rows_long["dataset"], ()) for m in metrics]
+    header = METRIC_LABELS + [f"{c.dataset} {c.metric}" for c in columns]
+    first = len(METRIC_LABELS)  # table column of columns[0]
+    seeds: dict[tuple[RowKey, Column], dict[int, float]] = {}  # (row, column) -> {seed: value}
     for rec in rows_long.itertuples():
-        row_id = (rec.backbone, rec.method, rec.variant)
-        values.setdefault((row_id, rec.dataset, rec.metric), {})[rec.seed] = rec.value
-    row_ids = sorted({k[0] for k in values},
-                     key=lambda r: (_order_index(r[0], BACKBONE_ORDER), _order_index(r[1], METHOD_ORDER), r[2]))
+        seeds.setdefault((RowKey(rec.backbone, rec.method, rec.variant), Column(rec.dataset, rec.metric)),
+                         {})[rec.seed] = rec.value
+    row_keys = sorted({row for row, _ in seeds}, key=lambda r: (_order_index(r.backbone, BACKBONE_ORDER),
+                                                                 _order_index(r.method, METHOD_ORDER), r.variant))
     rows, marks, groups, numeric, all_stars = [], {}, [], [], {}
     # settings every row shares go to the caption, not into each row's label
-    common = set.intersection(*(set(r[2].split()) for r in row_ids)) if row_ids else set()
-    backbones = _order([r[0] for r in row_ids], BACKBONE_ORDER)
-    for backbone in backbones:
-        block = [r for r in row_ids if r[0] == backbone]
+    common = set.intersection(*(set(r.variant.split()) for r in row_keys)) if row_keys else set()
+
+    def own_settings(row: RowKey) -> str:
+        return " ".join(t for t in row.variant.split() if t not in common)
+
+    for backbone in _order([r.backbone for r in row_keys], BACKBONE_ORDER):
+        block = [r for r in row_keys if r.backbone == backbone]
         start = len(rows)
         groups.append(start)
-        for r in block:
-            own = " ".join(t for t in r[2].split() if t not in common)
-            label = r[1] + (f" ({own})" if own else "")
+        for row in block:
+            label = row.method + (f" ({own_settings(row)})" if own_settings(row) else "")
             cells = []
-            for col in columns:
-                seeds = values.get((r, *col), {})
-                cells.append(_mean_std([seeds[s] for s in sorted(seeds)]))
-                numeric.append({"backbone": r[0], "method": r[1], "variant": r[2], "dataset": col[0],
-                                "metric": col[1], "mean": np.mean(list(seeds.values())) if seeds else np.nan,
-                                "std": np.std(list(seeds.values()), ddof=1) if len(seeds) > 1 else np.nan,
-                                "seeds": len(seeds)})
-            rows.append([r[0], label] + cells)
+            for column in columns:
+                values = seeds.get((row, column), {})
+                cells.append(_mean_std([values[s] for s in sorted(values)]))
+                numeric.append({"backbone": row.backbone, "method": row.method, "variant": row.variant,
+                                "dataset": column.dataset, "metric": column.metric,
+                                "mean": np.mean(list(values.values())) if values else np.nan,
+                                "std": np.std(list(values.values()), ddof=1) if len(values) > 1 else np.nan,
+                                "seeds": len(values)})
+            rows.append([row.backbone, label] + cells)
         # marks: best and second best mean per column within the backbone group
-        for j, col in enumerate(columns):
-            means = [(np.mean(list(values[(r, *col)].values())), i) for i, r in enumerate(block, start)
-                     if values.get((r, *col))]
+        for j, column in enumerate(columns):
+            means = [(np.mean(list(seeds[(row, column)].values())), i) for i, row in enumerate(block, start)
+                     if seeds.get((row, column))]
             ranked = sorted(means, key=lambda t: -t[0])
             distinct = sorted({round(m, 12) for m, _ in ranked}, reverse=True)
             if len(distinct) < 2 and len(ranked) > 1:
                 continue  # all equal: nothing is best
             for value, i in ranked:
                 if round(value, 12) == distinct[0]:
-                    marks[(i, j + 2)] = "bold"
+                    marks[(i, first + j)] = "bold"
                 elif len(distinct) > 1 and distinct[1] > 0 and round(value, 12) == distinct[1]:
-                    marks[(i, j + 2)] = "underline"
-        for position, r in enumerate(block):
-            improv = _improvement_row(r, block, columns, values) if r[1] == KDSR else None
+                    marks[(i, first + j)] = "underline"
+        for row in block:
+            improv = _improvement_row(row, block, columns, seeds) if row.method == KDSR else None
             if improv is None:
                 continue
             cells, stars = improv
-            own = " ".join(t for t in r[2].split() if t not in common)
+            own = own_settings(row)
             rows.append([backbone, f"Improv. (kdsr{' ' + own if own else ''} vs best baseline)"] + cells)
             for j, star in stars.items():
-                all_stars[(start + position, j + 2)] = star
+                all_stars[(start + block.index(row), first + j)] = star
     shared = f" Settings of every row: {' '.join(sorted(common))}." if common else ""
     caption = f"{title}.{shared} " + protocol_caption(records, split, "Bold: best, underlined: second best per backbone. "
                                               "Improv.: KDSR over the best baseline (not KDSR or its ablations) in "
@@ -289,22 +306,22 @@ def _order_index(value, preferred) -> int:
     return preferred.index(value) if value in preferred else len(preferred)
 
 
-def _improvement_row(kdsr, block, columns, values):
+def _improvement_row(kdsr: RowKey, block: list[RowKey], columns: list[Column], seeds: dict):
     """KDSR row `kdsr` against the best baseline of its backbone block (any setting), per column."""
-    baselines = [r for r in block if r[1] not in (KDSR, *ABLATIONS) and r[1] != "pop"]
+    baselines = [r for r in block if r.method not in (KDSR, *ABLATIONS) and r.method != "pop"]
     if not baselines:
         return None
     cells, stars = [], {}
-    for j, col in enumerate(columns):
-        mine = values.get((kdsr, *col))
-        scored = [(np.mean(list(values[(b, *col)].values())), b) for b in baselines if values.get((b, *col))]
+    for j, column in enumerate(columns):
+        mine = seeds.get((kdsr, column))
+        scored = [(np.mean(list(seeds[(b, column)].values())), b) for b in baselines if seeds.get((b, column))]
         if not mine or not scored:
             cells.append(MISSING)
             continue
         best_value, best = max(scored, key=lambda t: t[0])
         ours = np.mean(list(mine.values()))
-        cells.append(f"{100 * (ours - best_value) / best_value:+.1f}% vs {best[1]}" if best_value else MISSING)
-        p = _paired_p(mine, values[(best, *col)])
+        cells.append(f"{100 * (ours - best_value) / best_value:+.1f}% vs {best.method}" if best_value else MISSING)
+        p = _paired_p(mine, seeds[(best, column)])
         if p is not None and p < 0.05:
             stars[j] = "**" if p < 0.01 else "*"
     return cells, stars

@@ -9,154 +9,154 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, make_dataclass, replace
 from pathlib import Path
 
 import torch
 
-from harness.data import DataError, PreprocessOptions, load_dataset, make_split
-from harness.data.split import (POPULARITY_BUCKETS, histories, keep_recent_training, popularity_buckets,
-                                popularity_thresholds, seen_items, train_item_counts, training_windows)
+from encoders.registry import registry
+from harness.data import DataError, PreprocessOptions, load_dataset, unknown_dataset, make_split
+from harness.data.split import (POPULARITY_BUCKETS, ProtocolOptions, histories, keep_recent_training,
+                                popularity_buckets, popularity_thresholds, seen_items, train_item_counts,
+                                training_windows)
+from harness.features import FeatureSettings, load_modalities
 from harness.record import config_key, make_record, runtime_info, write_record
-from methods.backbones import BACKBONES, build_backbone
+from kdsr_util.settings import Setting, SettingError, declared, setting
+from methods.backbones import BACKBONE_SETTINGS, BACKBONES, BackboneSettings
 from methods.evaluate import EvalSet
 from methods.multimodal import METHODS, DistillSettings, build_method_model
 from methods.trainer import TrainConfig, fit, resolve_device, seed_everything
 
 
 @dataclass
-class TrialConfig:
-    dataset: str = "ml-100k"
-    backbone: str = "sasrec"
-    method: str = "id"
-    encoder: list[str] = field(default_factory=list)  # one encoder per modality
-    seed: int = 0
-    # data and protocol
-    split: str = "loo"
-    user_k: int = 5
-    item_k: int = 5
-    dedup: str = "exact"
-    max_len: int = 50
-    train_fraction: float = 1.0  # <1: sparse regime, keep each user's most recent training interactions
-    exclude_history: bool = False
-    # model
-    dim: int = 64
-    n_layers: int = 2
-    n_heads: int = 2
-    inner_dim: int = 256
-    dropout: float = 0.2
-    attn_dropout: float = 0.2
-    gru_hidden: int = 128
-    gru_dropout: float = 0.3
-    mask_prob: float = 0.2  # BERT4Rec cloze masking
-    # modality tables and distillation (methods other than id)
-    reduce: str = "pca"  # none | pca | autoencoder: how the table that starts from the features is reduced
-    reduce_dim: int = 0  # 0: the model dimension
-    fusion: str = "gate"
-    score_with: str = "id"  # id: scores use ID embeddings (the reference); fused: the fused item vectors
-    init_std: float = 0.02
-    K: int = 50
-    D: int = 8
-    codebook_sample: int = 100_000
-    tau: float = 1.5
-    holistic_form: str = "norm"
-    lambda_hol: list[float] = field(default_factory=lambda: [4.0])
-    lambda_code: list[float] = field(default_factory=lambda: [0.5])
-    lambda_mse: float = 1.0
-    lambda_contrastive: float = 1.0
-    pairs_per_seq: int = 64
-    async_gamma: float = 2.0
-    async_schedule: list[int] = field(default_factory=lambda: [5, 10])
-    # optimisation
-    epochs: int = 200
-    batch_size: int = 32  # windows per step (up to max_len targets each); 32 beat 128 on ML-100k validation
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    patience: int = 10
-    eval_batch_size: int = 512
-    device: str = "cpu"
-    precision: str = "fp32"
-    threads: int = 0  # 0: leave torch's default
-    stop_at_valid: float = 0.0  # >0: stop when validation NDCG@10 reaches it (time-to-quality benchmarks)
+class TrialSettings:
+    """What a trial is (the grid's main axes besides the encoder) and how many threads it uses."""
 
-    def canonical(self) -> "TrialConfig":
+    dataset: str = setting("ml-100k", help="ml-100k, ml-1m, amazon-<category>, or a folder of RecBole atomic files")
+    backbone: str = setting("sasrec", choices=tuple(BACKBONES))
+    method: str = setting("id", choices=tuple(METHODS))
+    seed: int = setting(0, interval="[0, inf)")
+    threads: int = setting(0, interval="[0, inf)", execution=True, help="torch threads; 0: leave torch's default")
+
+
+# Each component's declared settings, in the order `--help` shows them. A trial setting is declared once,
+# in one of these dataclasses, beside the code that reads it.
+COMPONENTS = {"trial": TrialSettings, "data": PreprocessOptions, "protocol": ProtocolOptions,
+              "backbone": BackboneSettings, "features": FeatureSettings, "method": DistillSettings,
+              "training": TrainConfig}
+# The settings whose values entered every result key up to the settings refactor (2026-12). A setting
+# outside this frozen list enters a trial's key only when it differs from its default, so adding a
+# setting moves no existing key. Never edit this list.
+KEYED_FIELDS_V1 = frozenset("""
+    dataset backbone method encoder seed split user_k item_k dedup max_len train_fraction exclude_history dim
+    n_layers n_heads inner_dim dropout attn_dropout gru_hidden gru_dropout mask_prob reduce reduce_dim fusion
+    init_std K D codebook_sample tau holistic_form lambda_hol lambda_code lambda_mse lambda_contrastive
+    pairs_per_seq async_gamma async_schedule epochs batch_size lr weight_decay patience precision
+    stop_at_valid""".split())
+
+
+def collect_settings(components: dict) -> dict[str, Setting]:
+    out: dict[str, Setting] = {}
+    for group, cls in components.items():
+        for declaration in declared(cls, group):
+            if declaration.name in out:
+                raise TypeError(f"setting {declaration.name!r} is declared by both {out[declaration.name].group} "
+                                f"and {group}: declare it once, beside the code that reads it")
+            out[declaration.name] = declaration
+    return out
+
+
+class TrialConfigBase:
+    """Canonical form, key, checks and routing of a flat trial config, all loops over `SETTINGS`."""
+
+    SETTINGS: dict[str, Setting] = {}
+
+    def is_used(self, name: str) -> bool:
+        """Whether this trial's backbone and method read the setting (the others are reset by canonical)."""
+        declaration = self.SETTINGS[name]
+        if declaration.group == "backbone" and self.backbone in BACKBONES:
+            return name in BACKBONES[self.backbone].reads
+        if declaration.needs and self.method in METHODS:
+            return getattr(METHODS[self.method], declaration.needs)
+        return True
+
+    def canonical(self):
         """The same trial with every setting its method and backbone ignore reset to the default, so that
         e.g. an `id` trial is one trial whatever encoder, K or tau a grid lists (and hashes to one key)."""
-        spec = METHODS[self.method] if self.method in METHODS else None
-        ignored: set[str] = set()
-        if spec is not None:
-            for flag, names in IGNORED_UNLESS.items():
-                if not getattr(spec, flag):
-                    ignored |= set(names)
-        ignored |= set(BACKBONE_FIELDS) - set(BACKBONE_FIELDS_USED.get(self.backbone, ()))
-        defaults = TrialConfig()
-        return replace(self, **{name: getattr(defaults, name) for name in ignored})
+        return replace(self, **{name: s.fresh_default() for name, s in self.SETTINGS.items()
+                                if not self.is_used(name)})
 
     def key(self) -> str:
         """The result-store key: a hash of the canonical config without execution-only settings."""
         return config_key(self.canonical().key_fields())
 
     def key_fields(self) -> dict:
-        defaults = TrialConfig.__dataclass_fields__
-        return {k: v for k, v in asdict(self).items() if k not in EXECUTION_FIELDS
-                and not (k in KEY_IF_SET and v == defaults[k].default)}
+        out = {}
+        for name, value in asdict(self).items():
+            declaration = self.SETTINGS[name]
+            if not declaration.execution and (name in KEYED_FIELDS_V1 or value != declaration.default):
+                out[name] = value
+        return out
 
-    def backbone_hparams(self) -> dict:
-        transformer = dict(dim=self.dim, n_layers=self.n_layers, n_heads=self.n_heads, inner_dim=self.inner_dim,
-                           dropout=self.dropout, attn_dropout=self.attn_dropout)
-        if self.backbone == "sasrec":
-            return transformer
-        if self.backbone == "bert4rec":
-            return {**transformer, "mask_prob": self.mask_prob}
-        if self.backbone == "gru4rec":
-            return dict(dim=self.dim, hidden=self.gru_hidden, dropout=self.gru_dropout)
-        return {}
+    def with_values(self, values: dict):
+        """This trial with some settings replaced; each value is parsed and checked by its declaration (a
+        search's float for a per-modality weight becomes a one-element list)."""
+        unknown = sorted(set(values) - set(self.SETTINGS))
+        if unknown:
+            raise SettingError(f"unknown settings {unknown}; valid settings: {', '.join(self.SETTINGS)}")
+        return replace(self, **{name: self.SETTINGS[name].parse(value) for name, value in values.items()})
 
-    def distill_settings(self) -> DistillSettings:
-        return DistillSettings(fusion=self.fusion, init_std=self.init_std, tau=self.tau,
-                               holistic_form=self.holistic_form, lambda_hol=list(self.lambda_hol),
-                               lambda_code=list(self.lambda_code), lambda_mse=self.lambda_mse,
-                               lambda_contrastive=self.lambda_contrastive, pairs_per_seq=self.pairs_per_seq,
-                               proj_dim=self.dim, seed=self.seed, score_with=self.score_with)
+    def part(self, component, **extra):
+        """The component's own config (e.g. TrainConfig) from this trial's values; `extra` overrides."""
+        values = asdict(self)
+        return component(**{**{s.name: values[s.name] for s in declared(component)}, **extra})
 
-    def validate(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"unknown backbone {self.backbone!r}; choose from {', '.join(BACKBONES)}")
-        uses_features = METHODS[self.method].modalities
-        if uses_features and not self.encoder:
-            raise ValueError(f"method {self.method!r} needs --encoder (e.g. --encoder minilm-l6)")
+    def backbone_settings(self) -> dict:
+        return {s.name: getattr(self, s.name) for s in BACKBONE_SETTINGS}
+
+    def validate(self, encoders_file=None) -> None:
+        """Every value, list length and combination, before anything is loaded. Raises ValueError naming the
+        setting, the value and what is allowed."""
+        for name, declaration in self.SETTINGS.items():
+            declaration.check(getattr(self, name))
+        unknown = unknown_dataset(self.dataset)
+        if unknown is not None:
+            raise unknown
+        spec = METHODS[self.method]
+        if spec.modalities and not self.encoder:
+            raise SettingError(f"method {self.method!r} needs --encoder (e.g. --encoder minilm-l6)")
         if self.backbone == "pop" and self.method != "id":
-            raise ValueError("the pop backbone has no input embeddings: use --method id")
-        if self.score_with not in ("id", "fused"):
-            raise ValueError(f"--score-with {self.score_with!r}: use id or fused")
+            raise SettingError("the pop backbone has no input embeddings: use --method id")
         if self.train_fraction < 1 and self.split != "loo":
-            raise ValueError("--train-fraction is defined for the leave-one-out split only")
+            raise SettingError("train_fraction below 1 is defined for the leave-one-out split only (split loo)")
+        for name, declaration in self.SETTINGS.items():
+            value = getattr(self, name)
+            if declaration.per_modality and self.is_used(name) and len(value) not in (1, len(self.encoder)):
+                raise SettingError(f"{name}: {len(value)} values {value} for {len(self.encoder)} modalities; "
+                                   f"give one value (every modality) or one per modality")
+        for problem in BACKBONES[self.backbone].problems(self.backbone_settings()):
+            raise SettingError(problem)
+        if self.encoder:
+            known = registry(encoders_file)
+            unknown = [n for n in self.encoder if n not in known]
+            if unknown:
+                raise SettingError(f"encoder: unknown encoder {unknown[0]!r}; valid encoders: {', '.join(known)} "
+                                   "(or add one with --encoders-file)")
 
 
-# Settings that change where and how fast a trial runs, not what it computes: not part of its key.
-EXECUTION_FIELDS = ("device", "threads", "eval_batch_size")
-# Settings added after the first results: part of a key only when set to a non-default value, so the keys
-# of earlier records stay valid.
-KEY_IF_SET = ("score_with",)
-# MethodSpec flag -> the settings that only matter when the flag is set.
-IGNORED_UNLESS = {
-    "modalities": ("encoder", "reduce", "reduce_dim", "fusion", "init_std", "score_with"),
-    "holistic": ("tau", "holistic_form", "lambda_hol"),
-    "codes": ("K", "D", "codebook_sample", "lambda_code", "pairs_per_seq"),
-    "mse": ("lambda_mse",),
-    "contrastive": ("lambda_contrastive",),
-    "asynchronous": ("async_gamma", "async_schedule"),
-}
-BACKBONE_FIELDS = ("n_layers", "n_heads", "inner_dim", "dropout", "attn_dropout", "gru_hidden", "gru_dropout",
-                   "mask_prob", "dim")
-BACKBONE_FIELDS_USED = {
-    "sasrec": ("dim", "n_layers", "n_heads", "inner_dim", "dropout", "attn_dropout"),
-    "bert4rec": ("dim", "n_layers", "n_heads", "inner_dim", "dropout", "attn_dropout", "mask_prob"),
-    "gru4rec": ("dim", "gru_hidden", "gru_dropout"),
-    "pop": (),
-}
+def make_trial_config(settings: dict[str, Setting], name: str = "TrialConfig") -> type:
+    """A flat dataclass with one field per declared setting (every setting can be a grid axis)."""
+    specs = [(n, s.kind, field(default_factory=s.fresh_default) if s.kind is list else field(default=s.default))
+             for n, s in settings.items()]
+    cls = make_dataclass(name, specs, bases=(TrialConfigBase,), namespace={"SETTINGS": dict(settings)})
+    cls.__module__ = __name__  # pickled by reference, as harness.trial.TrialConfig
+    return cls
+
+
+SETTINGS = collect_settings(COMPONENTS)
+TrialConfig = make_trial_config(SETTINGS)
+TrialConfig.__doc__ = ("One trial, flat: every declared setting (see COMPONENTS) is a field, and so can be a grid "
+                       "axis. `python -m harness.trial --help` lists them by component.")
 
 
 def _eval_set(data, positions, max_len, counts, thresholds) -> EvalSet:
@@ -173,7 +173,7 @@ def run_trial(cfg: TrialConfig, data_dir=None, image_dir=None, model_dir=None, e
               progress: bool = True, checkpoint=None, on_epoch=None) -> dict:
     """One trial -> its record. `checkpoint`: a file the training state is saved to after every epoch and
     resumed from when it exists (the caller deletes it once the record is safe); `on_epoch`: see methods.trainer.fit."""
-    cfg.validate()
+    cfg.validate(encoders_file)
     cfg = cfg.canonical()
     started = time.perf_counter()
     if cfg.threads > 0:
@@ -181,8 +181,8 @@ def run_trial(cfg: TrialConfig, data_dir=None, image_dir=None, model_dir=None, e
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
 
-    data = load_dataset(cfg.dataset, PreprocessOptions(cfg.user_k, cfg.item_k, cfg.dedup), data_dir=data_dir,
-                        image_dir=image_dir, verbose=progress)
+    data = load_dataset(cfg.dataset, cfg.part(PreprocessOptions), data_dir=data_dir, image_dir=image_dir,
+                        verbose=progress)
     split = make_split(data, cfg.split)
     if cfg.train_fraction < 1:
         data = keep_recent_training(data, split, cfg.train_fraction)
@@ -196,22 +196,14 @@ def run_trial(cfg: TrialConfig, data_dir=None, image_dir=None, model_dir=None, e
     spec = METHODS[cfg.method]
     modalities, feature_summaries = [], []
     if spec.modalities:
-        from harness.features import load_modalities  # imports transformers: only when features are needed
-
         modalities, feature_summaries = load_modalities(
-            data, cfg.encoder, windows, reduce=cfg.reduce, reduce_dim=cfg.reduce_dim or cfg.dim, n_codes=cfg.K,
-            n_sub=cfg.D, codebook_sample=cfg.codebook_sample, seed=cfg.seed, need_codes=spec.codes, device=device,
-            model_dir=model_dir, encoders_file=encoders_file, progress=progress)
+            data, cfg.part(FeatureSettings), windows, model_dim=cfg.dim, seed=cfg.seed, need_codes=spec.codes,
+            device=device, model_dir=model_dir, encoders_file=encoders_file, progress=progress)
         seed_everything(cfg.seed)  # extraction and k-means must not shift the model's initialisation
-    backbone = build_backbone(cfg.backbone, data.n_items, cfg.max_len, torch.from_numpy(counts),
-                              **cfg.backbone_hparams())
-    model = build_method_model(cfg.method, backbone, modalities, cfg.distill_settings())
-    train_cfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                            patience=cfg.patience, eval_batch_size=cfg.eval_batch_size,
-                            exclude_history=cfg.exclude_history, device=device, precision=cfg.precision,
-                            seed=cfg.seed, progress=progress, stop_at=cfg.stop_at_valid or None,
-                            async_gamma=cfg.async_gamma,
-                            async_schedule=tuple(cfg.async_schedule) if spec.asynchronous else ())
+    distill = cfg.part(DistillSettings, proj_dim=cfg.dim, seed=cfg.seed)
+    model = build_method_model(cfg.method, cfg.backbone, data.n_items, cfg.max_len, modalities, distill,
+                               item_counts=torch.from_numpy(counts), backbone_settings=cfg.backbone_settings())
+    train_cfg = cfg.part(TrainConfig, device=device, seed=cfg.seed, progress=progress)
     setup_seconds = time.perf_counter() - started  # data, split, features, codebook, model: the harness's share
     result = fit(model, torch.from_numpy(windows), valid, test, train_cfg, checkpoint=checkpoint, on_epoch=on_epoch)
     protocol = {
@@ -229,28 +221,35 @@ def run_trial(cfg: TrialConfig, data_dir=None, image_dir=None, model_dir=None, e
     record = make_record(cfg.key(), asdict(cfg), protocol, data.stats(), result, runtime_info(device, torch.get_num_threads()))
     record["timing"] = {"setup_seconds": setup_seconds, "trial_seconds": time.perf_counter() - started}
     record["features"] = feature_summaries
-    record["method"] = {"name": cfg.method, **asdict(spec),
-                        "settings": asdict(cfg.distill_settings()) if spec.modalities else None}
+    record["method"] = {"name": cfg.method, **asdict(spec), "settings": asdict(distill) if spec.modalities else None}
     record["retention_curve"] = [{"epoch": c["epoch"], **c["retention"]} for c in result["curves"] if "retention" in c]
     return record
-
-
-LIST_TYPES = {"encoder": str, "lambda_hol": float, "lambda_code": float, "async_schedule": int}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness.trial", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    defaults = TrialConfig()
-    for f in fields(TrialConfig):
-        flag = "--" + f.name.replace("_", "-")
-        value = getattr(defaults, f.name)
-        if isinstance(value, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
-        elif isinstance(value, list):
-            parser.add_argument(flag, nargs="*", type=LIST_TYPES[f.name], default=value)
+    groups = {}
+    for name, cls in COMPONENTS.items():
+        module = "harness.trial" if cls.__module__ == "__main__" else cls.__module__
+        groups[name] = parser.add_argument_group(f"{name} settings ({module}.{cls.__name__})")
+    for name, declaration in SETTINGS.items():
+        flag = "--" + name.replace("_", "-")
+        group = groups[declaration.group]
+        notes = [declaration.help] if declaration.help else []
+        interval = f", in {declaration.interval}" if declaration.interval else ""
+        notes.append(f"default {declaration.default}{interval}")
+        if declaration.needs:
+            notes.append(f"read by methods with {declaration.needs}")
+        help_text = "; ".join(notes).replace("%", "%%")
+        if declaration.kind is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=declaration.default, help=help_text)
+        elif declaration.kind is list:
+            group.add_argument(flag, nargs="*", type=declaration.element, default=declaration.fresh_default(),
+                               help=help_text)
         else:
-            parser.add_argument(flag, type=type(value), default=value)
+            group.add_argument(flag, type=declaration.kind, default=declaration.default,
+                               choices=declaration.choices or None, help=help_text)
     parser.add_argument("--data-dir", default=None, help="folder with downloaded files (Amazon)")
     parser.add_argument("--image-dir", default=None, help="local item images named <item id>.jpg")
     parser.add_argument("--model-dir", default=None, help="pre-downloaded models (<dir>/<hub id>)")
@@ -264,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    cfg = TrialConfig(**{f.name: getattr(args, f.name) for f in fields(TrialConfig)})
+    cfg = TrialConfig(**{name: getattr(args, name) for name in SETTINGS})
     try:
         record = run_trial(cfg, data_dir=args.data_dir, image_dir=args.image_dir, model_dir=args.model_dir,
                            encoders_file=args.encoders_file, progress=not args.quiet,

@@ -12,10 +12,16 @@ attention row is fully masked (the left-padding NaN trap) and GRU states at real
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from kdsr_util.settings import declared, setting
+
+
+SCORE_WITH = ("id", "fused")  # id: scores use the ID embeddings (the reference); fused: the fused item vectors
 
 
 class SequentialRecommender(nn.Module):
@@ -26,8 +32,17 @@ class SequentialRecommender(nn.Module):
         self.n_items = n_items
         self.dim = dim
         self.item_emb = nn.Embedding(n_items + 1 + extra_tokens, dim, padding_idx=0)
-        self.input_fusion: nn.Module | None = None  # set by methods.multimodal to fuse modality tables
+        self.input_fusion: nn.Module | None = None  # fuses modality tables into the inputs (use_item_fusion)
         self.score_fused = False  # score against the fused item vectors instead of the ID embeddings
+
+    def use_item_fusion(self, fusion: nn.Module | None, score_with: str = "id") -> None:
+        """Called once by `build_backbone`, after this model's own weights are initialised."""
+        if score_with not in SCORE_WITH:
+            raise ValueError(f"score_with {score_with!r}: choose from {', '.join(SCORE_WITH)}")
+        if score_with == "fused" and fusion is None:
+            raise ValueError("score_with 'fused' needs modality tables (a method other than id)")
+        self.input_fusion = fusion
+        self.score_fused = score_with == "fused"
 
     def embed(self, item_seq: torch.Tensor) -> torch.Tensor:
         ids = self.item_emb(item_seq)
@@ -207,27 +222,82 @@ def _init_normal(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-BACKBONES = ("sasrec", "gru4rec", "bert4rec", "pop")
+@dataclass
+class BackboneSettings:
+    """Every backbone setting of a trial; each backbone reads the ones its `BackboneSpec` lists."""
+
+    dim: int = setting(64, interval="[1, inf)", help="item embedding and model width")
+    n_layers: int = setting(2, interval="[1, inf)", help="Transformer blocks")
+    n_heads: int = setting(2, interval="[1, inf)", help="attention heads (must divide dim)")
+    inner_dim: int = setting(256, interval="[1, inf)", help="feed-forward width of a block")
+    dropout: float = setting(0.2, interval="[0, 1)", help="Transformer hidden dropout")
+    attn_dropout: float = setting(0.2, interval="[0, 1)", help="attention dropout")
+    gru_hidden: int = setting(128, interval="[1, inf)", help="GRU4Rec hidden size")
+    gru_dropout: float = setting(0.3, interval="[0, 1)", help="GRU4Rec embedding dropout")
+    mask_prob: float = setting(0.2, interval="(0, 1]", help="BERT4Rec cloze masking probability")
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A backbone class and the settings it takes: flat setting name -> constructor argument."""
+
+    cls: type
+    reads: dict[str, str] = field(default_factory=dict)
+    takes_max_len: bool = True
+
+    def kwargs(self, settings: dict) -> dict:
+        return {argument: settings[name] for name, argument in self.reads.items()}
+
+    def problems(self, settings: dict) -> list[str]:
+        """Constraints between settings, checked before anything runs."""
+        if "n_heads" in self.reads and settings["dim"] % settings["n_heads"]:
+            return [f"dim {settings['dim']} must be divisible by n_heads {settings['n_heads']}"]
+        return []
+
+
+def _same(*names: str) -> dict[str, str]:
+    return {name: name for name in names}
+
+
+_TRANSFORMER = _same("dim", "n_layers", "n_heads", "inner_dim", "dropout", "attn_dropout")
+BACKBONES = {
+    "sasrec": BackboneSpec(SASRec, _TRANSFORMER),
+    "gru4rec": BackboneSpec(GRU4Rec, {"dim": "dim", "gru_hidden": "hidden", "gru_dropout": "dropout"},
+                            takes_max_len=False),
+    "bert4rec": BackboneSpec(BERT4Rec, {**_TRANSFORMER, "mask_prob": "mask_prob"}),
+    "pop": BackboneSpec(MostPopular, takes_max_len=False),
+}
+BACKBONE_SETTINGS = tuple(declared(BackboneSettings, "backbone"))
 
 
 def build_backbone(name: str, n_items: int, max_len: int, item_counts: torch.Tensor | None = None,
-                   **hparams) -> nn.Module:
-    if name == "sasrec":
-        return SASRec(n_items, max_len, **hparams)
-    if name == "gru4rec":
-        return GRU4Rec(n_items, **hparams)
-    if name == "bert4rec":
-        return BERT4Rec(n_items, max_len, **hparams)
+                   settings: dict | None = None, item_fusion=None, score_with: str = "id", **hparams) -> nn.Module:
+    """The backbone `name`, taking the settings its spec lists from `settings` (flat names, defaults for the
+    rest) or constructor arguments directly as `hparams`. `item_fusion(dim)` builds a module that fuses
+    modality tables into the input embeddings, after the backbone's own weights are initialised (so the
+    backbone's initialisation is the same with or without it); `score_with="fused"` scores against the
+    fused item vectors instead of the ID embeddings."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose from {', '.join(BACKBONES)}")
+    spec = BACKBONES[name]
     if name == "pop":
         if item_counts is None:
             raise ValueError("the pop backbone needs training item counts")
+        if item_fusion is not None:
+            raise ValueError("the pop backbone has no input embeddings to fuse modalities into: use method id")
         return MostPopular(item_counts)
-    raise ValueError(f"unknown backbone {name!r}; choose from {', '.join(BACKBONES)}")
+    if settings is not None:
+        values = {**asdict(BackboneSettings()), **settings}
+        hparams = {**spec.kwargs(values), **hparams}
+    model = spec.cls(n_items, max_len, **hparams) if spec.takes_max_len else spec.cls(n_items, **hparams)
+    if item_fusion is not None or score_with != "id":
+        model.use_item_fusion(item_fusion(model.dim) if item_fusion is not None else None, score_with)
+    return model
 
 
 def count_trainable(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-__all__ = ["BACKBONES", "BERT4Rec", "GRU4Rec", "MostPopular", "SASRec", "SequentialRecommender", "build_backbone",
-           "count_trainable"]
+__all__ = ["BACKBONES", "BACKBONE_SETTINGS", "BERT4Rec", "BackboneSettings", "BackboneSpec", "GRU4Rec", "MostPopular",
+           "SASRec", "SequentialRecommender", "build_backbone", "count_trainable"]

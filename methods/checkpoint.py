@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -33,19 +34,48 @@ def restore_rng(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save(path: str | Path, state: dict) -> None:
-    """Write atomically (temp file + rename): a kill during the write leaves the previous checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+@dataclass
+class TrainingState:
+    """The trainer's state between epochs. With the model, the optimizer, the shuffling generator and the
+    global RNGs it is everything the next epoch depends on; `save` and `load` write and read all of it."""
+
+    epoch: int = 0  # the last finished epoch
+    best_score: float = -1.0
+    best_epoch: int = 0
+    best_state: dict | None = None  # the model's weights at the best epoch
+    stale: int = 0  # epochs since the last improvement
+    curves: list = field(default_factory=list)
+    train_seconds: list = field(default_factory=list)
+    eval_seconds: list = field(default_factory=list)
+
+    def save(self, path: str | Path, fingerprint: dict, model, optimizer, generator: torch.Generator) -> None:
+        """Write atomically (temp file + rename): a kill during the write leaves the previous checkpoint."""
+        payload = {"fingerprint": fingerprint, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                   "generator": generator.get_state(), "rng": rng_state(),
+                   **{f.name: getattr(self, f.name) for f in fields(self)}}
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | Path, fingerprint: dict, model, optimizer,
+             generator: torch.Generator) -> "TrainingState | None":
+        """Restore model, optimizer, generator and RNGs from the checkpoint at `path` and return the state;
+        None when there is none. One written for another training setup is an error (resuming it would
+        mix two trials), and so is an unreadable file."""
+        saved = _read(Path(path), fingerprint)
+        if saved is None:
+            return None
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        generator.set_state(saved["generator"])
+        restore_rng(saved["rng"])
+        return cls(**{f.name: saved[f.name] for f in fields(cls)})
 
 
-def load(path: str | Path, fingerprint: dict) -> dict | None:
-    """The checkpoint at `path`, or None when there is none. One written for another training setup is an
-    error (resuming it would mix two trials)."""
-    path = Path(path)
+def _read(path: Path, fingerprint: dict) -> dict | None:
     if not path.is_file():
         return None
     try:
@@ -54,9 +84,13 @@ def load(path: str | Path, fingerprint: dict) -> dict | None:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise ValueError(f"checkpoint {path} cannot be read ({type(err).__name__}: {first_line[:200]}); "
                          f"delete it to start the trial over") from err
-    if state.get("fingerprint") != fingerprint:
-        theirs = state.get("fingerprint") or {}
+    if not isinstance(state, dict) or state.get("fingerprint") != fingerprint:
+        theirs = (state.get("fingerprint") if isinstance(state, dict) else None) or {}
         differ = sorted(k for k in set(theirs) | set(fingerprint) if theirs.get(k) != fingerprint.get(k))
         raise ValueError(f"checkpoint {path} was written by a different training setup (differs in "
                          f"{', '.join(differ)}); delete it to start the trial over")
+    missing = [f.name for f in fields(TrainingState) if f.name not in state]
+    if missing:
+        raise ValueError(f"checkpoint {path} lacks {', '.join(missing)} (written by an older version); "
+                         "delete it to start the trial over")
     return state

@@ -3,16 +3,19 @@ contrastive_kd, kdsr and its ablations.
 
 Per modality m a trainable table e^m (initialised from the cached, optionally reduced features) is
 fused per position with the item-ID embedding (softmax gate as in the reference, concatenation +
-linear, or sum). Scores stay `h . x_j` with ID embeddings only, as in the reference.
+linear, or sum). Scores stay `h . x_j` with ID embeddings only, as in the reference, unless
+`score_with="fused"`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from kdsr_util.settings import setting
+from methods.backbones import SCORE_WITH, build_backbone
 from methods.distill import (CodeLoss, ContrastiveDistill, HolisticLoss, MSEDistill, correlation_vectors,
                              nearest_centroid, normalize_rows, retention, retention_pairs, sample_pairs, subspaces)
 
@@ -30,6 +33,9 @@ class Modality:
 
 @dataclass(frozen=True)
 class MethodSpec:
+    """What a method uses. Each flag switches on a part of the model, and with it the declared settings
+    that name the flag in `needs` (e.g. `tau` needs `holistic`); the others are ignored by the method."""
+
     modalities: bool = True  # uses modality tables
     trainable_tables: bool = True
     holistic: bool = False
@@ -54,19 +60,30 @@ METHODS = {
 
 @dataclass
 class DistillSettings:
-    fusion: str = "gate"  # gate | concat | sum
-    score_with: str = "id"  # id (reference: output scores use ID embeddings) | fused (fused item vectors)
-    init_std: float = 0.02  # tables are standardised to this std (the ID embedding's init scale)
-    tau: float = 1.5
-    holistic_form: str = "norm"  # norm (reference) | kl
-    lambda_hol: list[float] = field(default_factory=lambda: [4.0])  # per modality (one value = all)
-    lambda_code: list[float] = field(default_factory=lambda: [0.5])
-    lambda_mse: float = 1.0
-    lambda_contrastive: float = 1.0
+    """The method settings of a trial (each matters only to the methods whose MethodSpec flag it `needs`)
+    and the fixed internals of the distillation terms (plain fields)."""
+
+    fusion: str = setting("gate", choices=("gate", "concat", "sum"), needs="modalities",
+                          help="how each position fuses the ID embedding with the modality tables")
+    score_with: str = setting("id", choices=SCORE_WITH, needs="modalities",
+                              help="id: scores use ID embeddings (the reference); fused: the fused item vectors")
+    init_std: float = setting(0.02, interval="(0, inf)", needs="modalities",
+                              help="tables are standardised to this std (the ID embedding's init scale)")
+    tau: float = setting(1.5, interval="(0, inf)", needs="holistic", help="holistic-correlation temperature")
+    holistic_form: str = setting("norm", choices=("norm", "kl"), needs="holistic",
+                                 help="norm (reference: masked Frobenius norm) or kl")
+    lambda_hol: list[float] = setting([4.0], interval="[0, inf)", per_modality=True, needs="holistic",
+                                      help="holistic loss weight: one value, or one per modality")
+    lambda_code: list[float] = setting([0.5], interval="[0, inf)", per_modality=True, needs="codes",
+                                       help="code loss weight: one value, or one per modality")
+    lambda_mse: float = setting(1.0, interval="[0, inf)", needs="mse", help="mse_kd loss weight")
+    lambda_contrastive: float = setting(1.0, interval="[0, inf)", needs="contrastive",
+                                        help="contrastive_kd loss weight")
+    pairs_per_seq: int = setting(64, interval="[1, inf)", needs="codes",
+                                 help="code-loss pairs sampled per training sequence")
     contrastive_tau: float = 0.1
-    proj_dim: int = 64
+    proj_dim: int = 64  # the trial's model dimension
     code_hidden: int = 64
-    pairs_per_seq: int = 64  # code-loss pairs sampled per training sequence
     probe_pairs: int = 2000
     seed: int = 0
 
@@ -119,15 +136,15 @@ class MethodModel(nn.Module):
     """A backbone with fused modality tables and the method's distillation terms."""
 
     def __init__(self, backbone: nn.Module, modalities: list[Modality], spec: MethodSpec, settings: DistillSettings):
+        """`backbone` was built with this method's ModalityFusion (see build_method_model)."""
         super().__init__()
+        if not isinstance(getattr(backbone, "input_fusion", None), ModalityFusion):
+            raise ValueError("MethodModel needs a backbone built with its modality fusion (use build_method_model)")
         self.backbone = backbone
         self.spec = spec
         self.settings = settings
         self.names = [m.name for m in modalities]
-        self.fusion = ModalityFusion(modalities, backbone.dim, settings.fusion, spec.trainable_tables,
-                                     settings.init_std)
-        backbone.input_fusion = self.fusion
-        backbone.score_fused = settings.score_with == "fused"  # a cold item's content then reaches its score
+        self.fusion = backbone.input_fusion
         self.hol = nn.ModuleList()
         self.code = nn.ModuleList()
         self.aux = nn.ModuleList()
@@ -199,13 +216,25 @@ class MethodModel(nn.Module):
                               for m, (name, table) in enumerate(zip(self.names, self.fusion.tables))}}
 
 
-def build_method_model(method: str, backbone: nn.Module, modalities: list[Modality],
-                       settings: DistillSettings | None = None) -> nn.Module:
+def build_method_model(method: str, backbone: str, n_items: int, max_len: int, modalities: list[Modality] = (),
+                       settings: DistillSettings | None = None, item_counts: torch.Tensor | None = None,
+                       backbone_settings: dict | None = None, **hparams) -> nn.Module:
+    """The backbone alone for `id`; otherwise the backbone built with the method's modality fusion, wrapped
+    with the method's distillation terms. Backbone settings as in methods.backbones.build_backbone."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     spec = METHODS[method]
+    settings = settings or DistillSettings()
     if not spec.modalities:
-        return backbone
+        return build_backbone(backbone, n_items, max_len, item_counts, backbone_settings, **hparams)
     if not modalities:
         raise ValueError(f"method {method!r} needs at least one encoder (--encoder)")
-    return MethodModel(backbone, modalities, spec, settings or DistillSettings())
+    if len(settings.lambda_hol) not in (1, len(modalities)) or len(settings.lambda_code) not in (1, len(modalities)):
+        raise ValueError(f"lambda_hol / lambda_code: give one value or one per modality ({len(modalities)})")
+
+    def fusion(dim: int) -> ModalityFusion:
+        return ModalityFusion(modalities, dim, settings.fusion, spec.trainable_tables, settings.init_std)
+
+    net = build_backbone(backbone, n_items, max_len, item_counts, backbone_settings, item_fusion=fusion,
+                         score_with=settings.score_with, **hparams)
+    return MethodModel(net, modalities, spec, settings)

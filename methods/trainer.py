@@ -10,31 +10,47 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from methods import checkpoint as ckpt
+from kdsr_util.settings import setting
 from methods.backbones import count_trainable
+from methods.checkpoint import TrainingState
 from methods.evaluate import EvalSet, evaluate
+
+
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 200
-    batch_size: int = 32  # training windows per step (each holds up to max_len targets)
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    patience: int = 10  # epochs without a validation improvement before stopping
-    valid_metric: str = "NDCG@10"
-    ks: tuple[int, ...] = (5, 10, 20)
-    eval_batch_size: int = 512
-    exclude_history: bool = False
-    device: str = "cpu"
-    precision: str = "fp32"  # "bf16": autocast for the training forward/backward (evaluation stays fp32)
-    seed: int = 0
-    progress: bool = True
-    stop_at: float | None = None  # stop once validation reaches this value (time-to-quality benchmarks only)
+    epochs: int = setting(200, interval="[1, inf)", help="at most this many epochs")
+    batch_size: int = setting(32, interval="[1, inf)",
+                              help="training windows per step (up to max_len targets each); 32 beat 128 on "
+                                   "ML-100k validation")
+    lr: float = setting(1e-3, interval="(0, inf)", help="Adam learning rate")
+    weight_decay: float = setting(0.0, interval="[0, inf)")
+    patience: int = setting(10, interval="[1, inf)",
+                            help="epochs without a validation improvement before stopping")
+    eval_batch_size: int = setting(512, interval="[1, inf)", execution=True, help="users per evaluation batch")
+    exclude_history: bool = setting(False, help="remove the user's earlier items from the ranking")
+    device: str = setting("cpu", pattern=r"auto|cpu|cuda(:\d+)?", execution=True,
+                          help="auto, cpu, cuda or cuda:N")
+    precision: str = setting("fp32", choices=PRECISIONS,
+                             help="bf16: autocast for the training forward/backward (evaluation stays fp32)")
+    stop_at_valid: float = setting(0.0, interval="[0, inf)",
+                                   help=">0: stop once validation NDCG@10 reaches it (time-to-quality benchmarks)")
     # asynchronous learning for the model's `slow_parameters()` (KDSR's modality tables): their lr starts at
     # lr / gamma^len(schedule) and is multiplied by gamma at each epoch in the schedule
-    async_gamma: float = 2.0
-    async_schedule: tuple[int, ...] = ()
+    async_gamma: float = setting(2.0, interval="(0, inf)", needs="asynchronous",
+                                 help="slow-group lr factor per milestone")
+    async_schedule: list[int] = setting([5, 10], interval="[1, inf)", needs="asynchronous",
+                                        help="epochs at which the slow group's lr is multiplied by gamma")
+    valid_metric: str = "NDCG@10"
+    ks: tuple[int, ...] = (5, 10, 20)
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:  # fp16 used to train silently in fp32
+            raise ValueError(f"precision {self.precision!r}: choose from {', '.join(PRECISIONS)}")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -84,6 +100,54 @@ def _optimizer(model, cfg: TrainConfig):
 EXECUTION_ONLY = ("progress", "device", "eval_batch_size")
 
 
+def early_stopping(score: float, best: float, stale: int, patience: int) -> tuple[float, int, bool, bool]:
+    """-> (best, stale, improved, stop) after an epoch's validation `score` (bigger is better), as RecBole's
+    `early_stopping`: `stale` counts the epochs since the last improvement; stop once it reaches `patience`."""
+    improved = score > best
+    best, stale = (score, 0) if improved else (best, stale + 1)
+    return best, stale, improved, stale >= patience
+
+
+def train_epoch(model, windows: torch.Tensor, optimizer, generator: torch.Generator, cfg: TrainConfig,
+                epoch: int) -> tuple[float, dict[str, float]]:
+    """One pass over the training windows in a fresh shuffled order -> (mean loss, mean of each loss term)."""
+    model.train()
+    for group in optimizer.param_groups:
+        if group["name"] == "slow":
+            group["lr"] = async_lr(epoch, cfg.lr, cfg.async_gamma, tuple(cfg.async_schedule))
+    device = cfg.device
+    autocast = torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16,
+                              enabled=cfg.precision == "bf16")
+    order = torch.randperm(len(windows), generator=generator)
+    total, steps = 0.0, 0
+    terms: dict[str, float] = {}
+    bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch}", leave=False, disable=not cfg.progress,
+               unit="batch")
+    for lo in bar:
+        batch = windows[order[lo:lo + cfg.batch_size]].to(device, non_blocking=True)
+        with autocast:
+            parts = model.losses(batch)
+            loss = sum(parts.values())
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"non-finite training loss ({loss.item()}) at epoch {epoch}, step {steps}: "
+                                     "lower the learning rate or use fp32")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item()
+        for name, value in parts.items():
+            terms[name] = terms.get(name, 0.0) + value.item()
+        steps += 1
+        if steps % 20 == 0:
+            bar.set_postfix(loss=f"{total / steps:.4f}")
+    steps = max(steps, 1)
+    return total / steps, {k: v / steps for k, v in terms.items()}
+
+
+def _epoch_metrics(model) -> dict:
+    return model.epoch_metrics() if hasattr(model, "epoch_metrics") else {}
+
+
 def fit(model, train_windows: torch.Tensor, valid: EvalSet, test: EvalSet, cfg: TrainConfig,
         checkpoint: str | None = None, on_epoch=None) -> dict:
     """Train with early stopping on `cfg.valid_metric`; the test set is evaluated once, at the best epoch.
@@ -96,102 +160,58 @@ def fit(model, train_windows: torch.Tensor, valid: EvalSet, test: EvalSet, cfg: 
     n_params = count_trainable(model)
     eval_kwargs = dict(ks=cfg.ks, batch_size=cfg.eval_batch_size, device=device,
                        exclude_history=cfg.exclude_history)
-    curves: list[dict] = []
-    train_seconds: list[float] = []
-    eval_seconds: list[float] = []
-    best_score, best_epoch, best_state, stop_reason = -1.0, 0, None, "no training (no trainable parameters)"
+    state = TrainingState()
+    stop_reason = "no training (no trainable parameters)"
     resumed_from = 0
 
     if n_params > 0:
         optimizer = _optimizer(model, cfg)
         generator = torch.Generator().manual_seed(cfg.seed)
-        autocast = torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu",
-                                  dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
-        stale = 0
         stop_reason = f"reached {cfg.epochs} epochs"
         fingerprint = {**{k: v for k, v in cfg.as_dict().items() if k not in EXECUTION_ONLY},
                        "ks": list(cfg.ks), "async_schedule": list(cfg.async_schedule),
                        "trainable_params": n_params, "train_windows": list(train_windows.shape)}
-        saved = ckpt.load(checkpoint, fingerprint) if checkpoint else None
+        saved = TrainingState.load(checkpoint, fingerprint, model, optimizer, generator) if checkpoint else None
         if saved is not None:
-            model.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
-            generator.set_state(saved["generator"])
-            ckpt.restore_rng(saved["rng"])
-            best_score, best_epoch, best_state, stale = (saved["best_score"], saved["best_epoch"],
-                                                         saved["best_state"], saved["stale"])
-            curves, train_seconds, eval_seconds = saved["curves"], saved["train_seconds"], saved["eval_seconds"]
-            resumed_from = saved["epoch"]
+            state, resumed_from = saved, saved.epoch
             if cfg.progress:
                 tqdm.write(f"resuming from {checkpoint} after epoch {resumed_from}")
-        else:
-            initial = model.epoch_metrics() if hasattr(model, "epoch_metrics") else {}
-            if initial:
-                curves.append({"epoch": 0, **initial})
+        elif initial := _epoch_metrics(model):
+            state.curves.append({"epoch": 0, **initial})
         for epoch in range(resumed_from + 1, cfg.epochs + 1):
-            model.train()
-            for group in optimizer.param_groups:
-                if group["name"] == "slow":
-                    group["lr"] = async_lr(epoch, cfg.lr, cfg.async_gamma, cfg.async_schedule)
             start = time.perf_counter()
-            order = torch.randperm(len(train_windows), generator=generator)
-            total, steps = 0.0, 0
-            terms: dict[str, float] = {}
-            bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch}", leave=False,
-                       disable=not cfg.progress, unit="batch")
-            for lo in bar:
-                batch = train_windows[order[lo:lo + cfg.batch_size]].to(device, non_blocking=True)
-                with autocast:
-                    parts = model.losses(batch)
-                    loss = sum(parts.values())
-                if not torch.isfinite(loss):
-                    raise NonFiniteLossError(f"non-finite training loss ({loss.item()}) at epoch {epoch}, "
-                                             f"step {steps}: lower the learning rate or use fp32")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += loss.item()
-                for name, value in parts.items():
-                    terms[name] = terms.get(name, 0.0) + value.item()
-                steps += 1
-                if steps % 20 == 0:
-                    bar.set_postfix(loss=f"{total / steps:.4f}")
-            train_seconds.append(time.perf_counter() - start)
+            loss, terms = train_epoch(model, train_windows, optimizer, generator, cfg, epoch)
+            state.train_seconds.append(time.perf_counter() - start)
 
             start = time.perf_counter()
             valid_result = evaluate(model, valid, **eval_kwargs)["overall"]
-            eval_seconds.append(time.perf_counter() - start)
+            state.eval_seconds.append(time.perf_counter() - start)
             score = valid_result[cfg.valid_metric]
-            curves.append({"epoch": epoch, "train_loss": total / max(steps, 1),
-                           "train_losses": {k: v / max(steps, 1) for k, v in terms.items()},
-                           "train_seconds": train_seconds[-1], "eval_seconds": eval_seconds[-1],
-                           "valid": valid_result,
-                           **{f"lr_{g['name']}": g["lr"] for g in optimizer.param_groups if g["name"] == "slow"},
-                           **(model.epoch_metrics() if hasattr(model, "epoch_metrics") else {})})
+            state.curves.append({"epoch": epoch, "train_loss": loss, "train_losses": terms,
+                                 "train_seconds": state.train_seconds[-1], "eval_seconds": state.eval_seconds[-1],
+                                 "valid": valid_result,
+                                 **{f"lr_{g['name']}": g["lr"] for g in optimizer.param_groups if g["name"] == "slow"},
+                                 **_epoch_metrics(model)})
             if cfg.progress:
-                tqdm.write(f"epoch {epoch:3d}  loss {total / max(steps, 1):.4f}  valid {cfg.valid_metric} "
-                           f"{score:.4f}  ({train_seconds[-1]:.1f}s train, {eval_seconds[-1]:.1f}s eval)")
-            improved = score > best_score
+                tqdm.write(f"epoch {epoch:3d}  loss {loss:.4f}  valid {cfg.valid_metric} {score:.4f}  "
+                           f"({state.train_seconds[-1]:.1f}s train, {state.eval_seconds[-1]:.1f}s eval)")
+            state.best_score, state.stale, improved, stop = early_stopping(score, state.best_score, state.stale,
+                                                                           cfg.patience)
             if improved:
-                best_score, best_epoch, stale = score, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                stale += 1
+                state.best_epoch = epoch
+                state.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             if on_epoch is not None:
-                on_epoch(curves[-1], best_score, best_epoch)
-            if improved and cfg.stop_at is not None and score >= cfg.stop_at:
-                stop_reason = f"validation {cfg.valid_metric} reached the target {cfg.stop_at}"
+                on_epoch(state.curves[-1], state.best_score, state.best_epoch)
+            if improved and cfg.stop_at_valid and score >= cfg.stop_at_valid:
+                stop_reason = f"validation {cfg.valid_metric} reached the target {cfg.stop_at_valid}"
                 break
-            if stale >= cfg.patience:
+            if stop:
                 stop_reason = f"early stop: no {cfg.valid_metric} improvement for {cfg.patience} epochs"
                 break
             if checkpoint:
-                ckpt.save(checkpoint, {"fingerprint": fingerprint, "epoch": epoch, "model": model.state_dict(),
-                                       "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-                                       "rng": ckpt.rng_state(), "best_score": best_score, "best_epoch": best_epoch,
-                                       "best_state": best_state, "stale": stale, "curves": curves,
-                                       "train_seconds": train_seconds, "eval_seconds": eval_seconds})
-        model.load_state_dict(best_state)
+                state.epoch = epoch
+                state.save(checkpoint, fingerprint, model, optimizer, generator)
+        model.load_state_dict(state.best_state)
 
     start = time.perf_counter()
     valid_best = evaluate(model, valid, **eval_kwargs)
@@ -201,15 +221,15 @@ def fit(model, train_windows: torch.Tensor, valid: EvalSet, test: EvalSet, cfg: 
     return {
         "valid": valid_best,
         "test": test_result,
-        "best_epoch": best_epoch,
-        "epochs_run": sum(1 for c in curves if c["epoch"] > 0),
+        "best_epoch": state.best_epoch,
+        "epochs_run": sum(1 for c in state.curves if c["epoch"] > 0),
         "stop_reason": stop_reason,
         "resumed_after_epoch": resumed_from,
-        "curves": curves,
+        "curves": state.curves,
         "trainable_params": n_params,
-        "seconds_per_epoch": float(np.mean(train_seconds)) if train_seconds else 0.0,
-        "eval_seconds": float(np.mean(eval_seconds)) if eval_seconds else final_eval / 2,
-        "train_seconds_total": float(np.sum(train_seconds)),
+        "seconds_per_epoch": float(np.mean(state.train_seconds)) if state.train_seconds else 0.0,
+        "eval_seconds": float(np.mean(state.eval_seconds)) if state.eval_seconds else final_eval / 2,
+        "train_seconds_total": float(np.sum(state.train_seconds)),
         "peak_memory_mb": peak,
         "peak_memory_kind": peak_kind,
     }

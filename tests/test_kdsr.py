@@ -137,9 +137,9 @@ def modality(features, mask, windows, n_codes=4, n_sub=4):
 def test_every_method_with_every_backbone_trains(backbone, method):
     data, windows, valid, test, features, mask = toy()
     seed_everything(0)
-    net = build_backbone(backbone, data.n_items, 8, dim=16, **({"hidden": 16} if backbone == "gru4rec" else
-                                                                 {"inner_dim": 32}))
-    model = build_method_model(method, net, [modality(features, mask, windows)], DistillSettings(proj_dim=16))
+    model = build_method_model(method, backbone, data.n_items, 8, [modality(features, mask, windows)],
+                               DistillSettings(proj_dim=16), dim=16,
+                               **({"hidden": 16} if backbone == "gru4rec" else {"inner_dim": 32}))
     spec = METHODS[method]
     cfg = TrainConfig(epochs=2, batch_size=16, progress=False, async_schedule=(2,) if spec.asynchronous else ())
     result = fit(model, torch.from_numpy(windows), valid, test, cfg)
@@ -169,9 +169,8 @@ def test_no_item_by_item_matrix_is_ever_built():
 
     centroids = fit_codebook(features, window_pairs(seqs, 20_000, 0), 8, 4, 0)
     seed_everything(0)
-    net = build_backbone("sasrec", n_items, 8, dim=16, inner_dim=32)
-    model = build_method_model("kdsr", net, [Modality("t", features, features, mask, centroids)],
-                               DistillSettings(proj_dim=16, probe_pairs=500))
+    model = build_method_model("kdsr", "sasrec", n_items, 8, [Modality("t", features, features, mask, centroids)],
+                               DistillSettings(proj_dim=16, probe_pairs=500), dim=16, inner_dim=32)
     losses = model.losses(torch.from_numpy(seqs))
     sum(losses.values()).backward()
     assert set(losses) == {"rec", "hol:t", "code:t"}
@@ -205,9 +204,9 @@ def test_fused_scoring_lets_an_items_content_reach_its_score(backbone):
     history = torch.from_numpy(windows[:4, :-1])
     for score_with, should_change in (("id", False), ("fused", True)):
         seed_everything(0)
-        net = build_backbone(backbone, data.n_items, 8, dim=16, inner_dim=32)
-        model = build_method_model("two_stage", net, [modality(features, mask, windows)],
-                                   DistillSettings(proj_dim=16, score_with=score_with)).eval()
+        model = build_method_model("two_stage", backbone, data.n_items, 8, [modality(features, mask, windows)],
+                                   DistillSettings(proj_dim=16, score_with=score_with), dim=16,
+                                   inner_dim=32).eval()
         item = 7
         before = model.predict(history)[:, item].clone()
         others = model.predict(history)[:, item + 1].clone()
@@ -231,8 +230,8 @@ def test_resuming_from_a_checkpoint_gives_the_uninterrupted_result(backbone, tmp
 
     def run(checkpoint=None):
         seed_everything(0)
-        net = build_backbone(backbone, data.n_items, 8, dim=16, inner_dim=32)
-        model = build_method_model("kdsr", net, [modality(features, mask, windows)], DistillSettings(proj_dim=16))
+        model = build_method_model("kdsr", backbone, data.n_items, 8, [modality(features, mask, windows)],
+                                   DistillSettings(proj_dim=16), dim=16, inner_dim=32)
         cfg = TrainConfig(epochs=6, batch_size=16, patience=50, progress=False, async_schedule=(2, 4))
         return fit(model, torch.from_numpy(windows), valid, test, cfg, checkpoint=checkpoint)
 

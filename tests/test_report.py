@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 
@@ -146,3 +147,16 @@ def test_latex_tables_compile_with_a_real_engine(tmp_path):
     result = subprocess.run(["bash", str(script), str(out / "tables")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "compiled" in result.stdout
+
+
+@pytest.mark.parametrize("store", ["cpu", "ml1m"])
+def test_committed_reports_regenerate_byte_identical(store, tmp_path):
+    """The committed report of a result store is exactly what its committed records give today (all stores:
+    scripts/regenerate_reports.sh)."""
+    committed = Path(__file__).resolve().parents[1] / "results" / store
+    out = write_report(committed / "records", tmp_path / store)
+    produced = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    assert produced == sorted(p.relative_to(committed) for p in committed.rglob("*")
+                              if p.is_file() and p.relative_to(committed).parts[0] not in ("records", "search"))
+    for relative in produced:
+        assert (out / relative).read_bytes() == (committed / relative).read_bytes(), relative

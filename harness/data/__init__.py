@@ -13,15 +13,30 @@ from harness.data.cache import atomic_dir, cache_key, cache_root, is_complete
 from harness.data.dataset import SequenceData, stats_table
 from harness.data.errors import DataError
 from harness.data.preprocess import PreprocessOptions, preprocess
-from harness.data.sources import (MOVIELENS, amazon_files, atomic_files, load_amazon, load_atomic, load_movielens,
+from harness.data.sources import (AMAZON_CATEGORIES, MOVIELENS, amazon_files, atomic_files, load_amazon, load_atomic, load_movielens,
                                   movielens_folder)
 from harness.data.split import Split, make_split
 
 # Bump when preprocessing changes meaning, so old caches are rebuilt.
 FORMAT_VERSION = 1
 
-__all__ = ["DataError", "PreprocessOptions", "SequenceData", "Split", "load_dataset", "make_split",
-           "resolve_source", "stats_table"]
+__all__ = ["DataError", "PreprocessOptions", "SequenceData", "Split", "unknown_dataset", "load_dataset",
+           "make_split", "resolve_source", "stats_table"]
+
+
+def unknown_dataset(name) -> DataError | None:
+    """The error for a name that is no data set this harness can load (None when it can), checked without
+    reading any file: a built-in name, `amazon-<category>` (its files are looked for when it loads) or a
+    folder of RecBole atomic files (`folder`, or `folder/<name>` with `folder/<name>.inter`)."""
+    if isinstance(name, str) and name:
+        if name in MOVIELENS or (name.startswith("amazon-") and len(name) > len("amazon-")):
+            return None
+        path = Path(name)
+        if path.is_dir() or (path.parent.is_dir() and (path.parent / f"{path.name}.inter").is_file()):
+            return None
+    known = ", ".join(list(MOVIELENS) + [f"amazon-{c}" for c in AMAZON_CATEGORIES])
+    return DataError(name, None, "unknown data set (not a built-in name nor a folder of atomic files)",
+                     f"use one of {known} (or amazon-<Category>), or a folder that holds <name>.inter")
 
 
 def resolve_source(name: str, data_dir: str | Path | None = None, image_dir: str | Path | None = None):
@@ -41,9 +56,7 @@ def resolve_source(name: str, data_dir: str | Path | None = None, image_dir: str
     if path.parent.is_dir() and (path.parent / f"{path.name}.inter").is_file():
         _, files = atomic_files(path.parent, path.name)
         return "atomic", files, lambda: load_atomic(path.parent, path.name)
-    known = ", ".join(list(MOVIELENS) + ["amazon-<category>"])
-    raise DataError(name, None, "unknown data set (not a built-in name nor a folder of atomic files)",
-                    f"use one of {known}, or a folder that holds <name>.inter")
+    raise unknown_dataset(name) or DataError(name, None, "no such data set", "check the name")
 
 
 def load_dataset(name: str, options: PreprocessOptions | None = None, data_dir: str | Path | None = None,

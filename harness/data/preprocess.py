@@ -7,15 +7,22 @@ import numpy as np
 import pandas as pd
 
 from harness.data.dataset import SequenceData
+from kdsr_util.settings import setting
 from harness.data.errors import DataError
 from harness.data.sources import RawData
 
 
+DEDUP = ("exact", "pair")
+
+
 @dataclass(frozen=True)
 class PreprocessOptions:
-    user_k: int = 5  # keep users with at least this many interactions (iteratively, with item_k)
-    item_k: int = 5
-    dedup: str = "exact"  # "exact": drop rows equal in (user, item, timestamp); "pair": keep a user's first interaction with each item
+    user_k: int = setting(5, interval="[1, inf)",
+                          help="keep users with at least this many interactions (iteratively, with item_k)")
+    item_k: int = setting(5, interval="[1, inf)", help="keep items with at least this many interactions")
+    dedup: str = setting("exact", choices=DEDUP,
+                         help="exact: drop rows equal in (user, item, timestamp); pair: keep a user's first "
+                              "interaction with each item")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -33,7 +40,7 @@ def k_core(frame: pd.DataFrame, user_k: int, item_k: int) -> pd.DataFrame:
 
 
 def preprocess(raw: RawData, options: PreprocessOptions) -> SequenceData:
-    if options.dedup not in ("exact", "pair"):
+    if options.dedup not in DEDUP:
         raise DataError(None, "dedup", f"unknown value {options.dedup!r}", "use 'exact' or 'pair'")
     frame = raw.interactions.copy()
     frame["order"] = np.arange(len(frame))  # file order breaks timestamp ties

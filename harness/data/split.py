@@ -12,6 +12,20 @@ import numpy as np
 
 from harness.data.dataset import SequenceData
 from harness.data.errors import DataError
+from kdsr_util.settings import setting
+
+
+SPLITS = ("loo", "ratio")
+
+
+@dataclass(frozen=True)
+class ProtocolOptions:
+    """How a trial's data are split and cut into model inputs."""
+
+    split: str = setting("loo", choices=SPLITS, help="loo: chronological leave-one-out; ratio: per-user ratio")
+    max_len: int = setting(50, interval="[1, inf)", help="longest history a model sees (training windows too)")
+    train_fraction: float = setting(1.0, interval="(0, 1]",
+                                    help="<1: sparse regime, keep each user's most recent training interactions")
 
 
 @dataclass
@@ -65,7 +79,7 @@ def make_split(data: SequenceData, kind: str = "loo") -> Split:
         return leave_one_out(data)
     if kind == "ratio":
         return ratio_split(data)
-    raise DataError(None, "split", f"unknown split {kind!r}", "use 'loo' or 'ratio'")
+    raise DataError(None, "split", f"unknown split {kind!r}", f"use one of {', '.join(SPLITS)}")
 
 
 def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
