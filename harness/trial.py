@@ -17,13 +17,14 @@ import torch
 from encoders.registry import registry
 from harness.data import DataError, PreprocessOptions, load_dataset, unknown_dataset, make_split
 from harness.data.split import (POPULARITY_BUCKETS, ProtocolOptions, histories, keep_recent_training,
-                                popularity_buckets, popularity_thresholds, seen_items, train_item_counts,
-                                training_windows)
+                                RandomCrops, popularity_buckets, popularity_thresholds, seen_items,
+                                train_item_counts, training_rows, training_windows)
 from harness.features import FeatureSettings, load_modalities
 from harness.record import config_key, make_record, runtime_info, write_record
 from kdsr_util.settings import Setting, SettingError, declared, setting
 from methods.backbones import BACKBONE_SETTINGS, BACKBONES, BackboneSettings
 from methods.evaluate import EvalSet
+from methods.losses import LossSettings
 from methods.multimodal import METHODS, DistillSettings, build_method_model
 from methods.trainer import TrainConfig, fit, resolve_device, seed_everything
 
@@ -42,7 +43,7 @@ class TrialSettings:
 # Each component's declared settings, in the order `--help` shows them. A trial setting is declared once,
 # in one of these dataclasses, beside the code that reads it.
 COMPONENTS = {"trial": TrialSettings, "data": PreprocessOptions, "protocol": ProtocolOptions,
-              "backbone": BackboneSettings, "features": FeatureSettings, "method": DistillSettings,
+              "backbone": BackboneSettings, "loss": LossSettings, "features": FeatureSettings, "method": DistillSettings,
               "training": TrainConfig}
 # The settings whose values entered every result key up to the settings refactor (2026-12). A setting
 # outside this frozen list enters a trial's key only when it differs from its default, so adding a
@@ -74,8 +75,12 @@ class TrialConfigBase:
     def is_used(self, name: str) -> bool:
         """Whether this trial's backbone and method read the setting (the others are reset by canonical)."""
         declaration = self.SETTINGS[name]
+        if declaration.when and getattr(self, declaration.when[0]) not in declaration.when[1]:
+            return False
         if declaration.group == "backbone" and self.backbone in BACKBONES:
             return name in BACKBONES[self.backbone].reads
+        if declaration.group == "loss" and self.backbone in BACKBONES and not BACKBONES[self.backbone].trained:
+            return False
         if declaration.needs and self.method in METHODS:
             return getattr(METHODS[self.method], declaration.needs)
         return True
@@ -127,6 +132,9 @@ class TrialConfigBase:
             raise SettingError(f"method {self.method!r} needs --encoder (e.g. --encoder minilm-l6)")
         if self.backbone == "pop" and self.method != "id":
             raise SettingError("the pop backbone has no input embeddings: use --method id")
+        if self.train_samples == "stride" and self.sample_stride > self.max_len:
+            raise SettingError(f"sample_stride {self.sample_stride} > max_len {self.max_len} would leave training "
+                               "targets out of every window; use a stride of at most max_len")
         if self.train_fraction < 1 and self.split != "loo":
             raise SettingError("train_fraction below 1 is defined for the leave-one-out split only (split loo)")
         for name, declaration in self.SETTINGS.items():
@@ -157,6 +165,14 @@ SETTINGS = collect_settings(COMPONENTS)
 TrialConfig = make_trial_config(SETTINGS)
 TrialConfig.__doc__ = ("One trial, flat: every declared setting (see COMPONENTS) is a field, and so can be a grid "
                        "axis. `python -m harness.trial --help` lists them by component.")
+
+
+TRAINING_TARGETS = {
+    "windows": "every training prefix, once per epoch, in windows of max_len",
+    "last": "each user's most recent {L} training targets, once per epoch (SASRec+)",
+    "crop": "one random window of up to {L} consecutive training targets per user, drawn anew every epoch",
+    "stride": "overlapping windows of up to {L} training targets ending every {stride} targets, once per epoch",
+}
 
 
 def _eval_set(data, positions, max_len, counts, thresholds) -> EvalSet:
@@ -202,16 +218,20 @@ def run_trial(cfg: TrialConfig, data_dir=None, image_dir=None, model_dir=None, e
         seed_everything(cfg.seed)  # extraction and k-means must not shift the model's initialisation
     distill = cfg.part(DistillSettings, proj_dim=cfg.dim, seed=cfg.seed)
     model = build_method_model(cfg.method, cfg.backbone, data.n_items, cfg.max_len, modalities, distill,
-                               item_counts=torch.from_numpy(counts), backbone_settings=cfg.backbone_settings())
+                               item_counts=torch.from_numpy(counts), backbone_settings=cfg.backbone_settings(),
+                               loss=cfg.part(LossSettings))
     train_cfg = cfg.part(TrainConfig, device=device, seed=cfg.seed, progress=progress)
     setup_seconds = time.perf_counter() - started  # data, split, features, codebook, model: the harness's share
-    result = fit(model, torch.from_numpy(windows), valid, test, train_cfg, checkpoint=checkpoint, on_epoch=on_epoch)
+    samples = (RandomCrops(data, split, cfg.max_len) if cfg.train_samples == "crop" else
+               torch.from_numpy(windows if cfg.train_samples == "windows" else
+                                training_rows(data, split, cfg.max_len, cfg.train_samples, cfg.sample_stride)))
+    result = fit(model, samples, valid, test, train_cfg, checkpoint=checkpoint, on_epoch=on_epoch)
     protocol = {
         "split": split.describe(),
         "ranking": "full ranking over all items (no sampled negatives); ties count against the model",
         "history_excluded": cfg.exclude_history,
         "model_selection": f"best validation {train_cfg.valid_metric} (patience {cfg.patience}); test evaluated once",
-        "training_targets": "every training prefix, once per epoch, in windows of max_len",
+        "training_targets": TRAINING_TARGETS[cfg.train_samples].format(L=cfg.max_len, stride=cfg.sample_stride),
         "train_fraction": cfg.train_fraction,
         "n_train_targets": int(len(split.train_pos)),
         "n_valid": len(valid),

@@ -35,6 +35,7 @@ class Setting:
     item: type | None = None  # element type of a list setting (inferred from a non-empty default)
     per_modality: bool = False  # a list of one value (every modality) or one value per modality
     needs: str = ""  # a MethodSpec flag: the setting matters only to methods that set it
+    when: tuple = ()  # (other setting, allowed values): the setting matters only when the other has one of them
     execution: bool = False  # where or how fast a trial runs, not what it computes: never part of a result key
     group: str = ""  # the component that declares it (filled by `declared`)
 

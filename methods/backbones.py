@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdsr_util.settings import declared, setting
+from methods.losses import LossSettings, RecLoss
 
 
 SCORE_WITH = ("id", "fused")  # id: scores use the ID embeddings (the reference); fused: the fused item vectors
@@ -32,6 +33,7 @@ class SequentialRecommender(nn.Module):
         self.n_items = n_items
         self.dim = dim
         self.item_emb = nn.Embedding(n_items + 1 + extra_tokens, dim, padding_idx=0)
+        self.rec_loss = RecLoss()  # full-softmax cross-entropy unless build_backbone passes another
         self.input_fusion: nn.Module | None = None  # fuses modality tables into the inputs (use_item_fusion)
         self.score_fused = False  # score against the fused item vectors instead of the ID embeddings
 
@@ -66,8 +68,7 @@ class SequentialRecommender(nn.Module):
         inputs, targets = windows[:, :-1], windows[:, 1:]
         states = self.encode(inputs)
         mask = targets > 0
-        logits = states[mask] @ self.output_items()[1:].T
-        return {"rec": F.cross_entropy(logits.float(), targets[mask] - 1)}
+        return {"rec": self.rec_loss(states[mask], targets[mask], self.output_items())}
 
     def last_state(self, item_seq: torch.Tensor) -> torch.Tensor:
         """State at each row's last real position (histories are right-padded)."""
@@ -186,8 +187,7 @@ class BERT4Rec(TransformerRecommender):
         none = ~masked.any(dim=1)
         masked[torch.arange(len(seq), device=seq.device)[none], last[none]] = True
         states = self.encode(torch.where(masked, torch.full_like(seq, self.mask_token), seq))
-        logits = states[masked] @ self.output_items()[1:].T
-        return {"rec": F.cross_entropy(logits.float(), seq[masked] - 1)}
+        return {"rec": self.rec_loss(states[masked], seq[masked], self.output_items())}
 
     def predict(self, item_seq):
         lengths = (item_seq > 0).sum(dim=1)
@@ -244,6 +244,7 @@ class BackboneSpec:
     cls: type
     reads: dict[str, str] = field(default_factory=dict)
     takes_max_len: bool = True
+    trained: bool = True  # has a training loss (methods.losses settings apply)
 
     def kwargs(self, settings: dict) -> dict:
         return {argument: settings[name] for name, argument in self.reads.items()}
@@ -265,18 +266,19 @@ BACKBONES = {
     "gru4rec": BackboneSpec(GRU4Rec, {"dim": "dim", "gru_hidden": "hidden", "gru_dropout": "dropout"},
                             takes_max_len=False),
     "bert4rec": BackboneSpec(BERT4Rec, {**_TRANSFORMER, "mask_prob": "mask_prob"}),
-    "pop": BackboneSpec(MostPopular, takes_max_len=False),
+    "pop": BackboneSpec(MostPopular, takes_max_len=False, trained=False),
 }
 BACKBONE_SETTINGS = tuple(declared(BackboneSettings, "backbone"))
 
 
 def build_backbone(name: str, n_items: int, max_len: int, item_counts: torch.Tensor | None = None,
-                   settings: dict | None = None, item_fusion=None, score_with: str = "id", **hparams) -> nn.Module:
+                   settings: dict | None = None, item_fusion=None, score_with: str = "id",
+                   loss: LossSettings | None = None, **hparams) -> nn.Module:
     """The backbone `name`, taking the settings its spec lists from `settings` (flat names, defaults for the
     rest) or constructor arguments directly as `hparams`. `item_fusion(dim)` builds a module that fuses
     modality tables into the input embeddings, after the backbone's own weights are initialised (so the
     backbone's initialisation is the same with or without it); `score_with="fused"` scores against the
-    fused item vectors instead of the ID embeddings."""
+    fused item vectors instead of the ID embeddings; `loss`: the recommendation loss (methods.losses)."""
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose from {', '.join(BACKBONES)}")
     spec = BACKBONES[name]
@@ -290,6 +292,7 @@ def build_backbone(name: str, n_items: int, max_len: int, item_counts: torch.Ten
         values = {**asdict(BackboneSettings()), **settings}
         hparams = {**spec.kwargs(values), **hparams}
     model = spec.cls(n_items, max_len, **hparams) if spec.takes_max_len else spec.cls(n_items, **hparams)
+    model.rec_loss = RecLoss(loss, item_counts)
     if item_fusion is not None or score_with != "id":
         model.use_item_fusion(item_fusion(model.dim) if item_fusion is not None else None, score_with)
     return model

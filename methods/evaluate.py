@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from methods.metrics import DEFAULT_KS, metrics_from_ranks, target_ranks
+from methods.padding import trim_padding
 
 
 @dataclass
@@ -41,7 +42,8 @@ def evaluate(model, data: EvalSet, ks=DEFAULT_KS, batch_size: int = 512, device=
     ranks = []
     for lo in range(0, len(data), batch_size):
         hi = min(lo + batch_size, len(data))
-        scores = model.predict(data.histories[lo:hi].to(device)).float()
+        # one spare column: BERT4Rec appends its [mask] token after the longest history
+        scores = model.predict(trim_padding(data.histories[lo:hi], keep=1).to(device)).float()
         exclude = _history_mask(data, lo, hi, scores.shape[1], device) if exclude_history else None
         ranks.append(target_ranks(scores, data.targets[lo:hi].to(device), exclude).cpu())
     model.train(was_training)

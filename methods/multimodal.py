@@ -218,7 +218,7 @@ class MethodModel(nn.Module):
 
 def build_method_model(method: str, backbone: str, n_items: int, max_len: int, modalities: list[Modality] = (),
                        settings: DistillSettings | None = None, item_counts: torch.Tensor | None = None,
-                       backbone_settings: dict | None = None, **hparams) -> nn.Module:
+                       backbone_settings: dict | None = None, loss=None, **hparams) -> nn.Module:
     """The backbone alone for `id`; otherwise the backbone built with the method's modality fusion, wrapped
     with the method's distillation terms. Backbone settings as in methods.backbones.build_backbone."""
     if method not in METHODS:
@@ -226,7 +226,7 @@ def build_method_model(method: str, backbone: str, n_items: int, max_len: int, m
     spec = METHODS[method]
     settings = settings or DistillSettings()
     if not spec.modalities:
-        return build_backbone(backbone, n_items, max_len, item_counts, backbone_settings, **hparams)
+        return build_backbone(backbone, n_items, max_len, item_counts, backbone_settings, loss=loss, **hparams)
     if not modalities:
         raise ValueError(f"method {method!r} needs at least one encoder (--encoder)")
     if len(settings.lambda_hol) not in (1, len(modalities)) or len(settings.lambda_code) not in (1, len(modalities)):
@@ -236,5 +236,5 @@ def build_method_model(method: str, backbone: str, n_items: int, max_len: int, m
         return ModalityFusion(modalities, dim, settings.fusion, spec.trainable_tables, settings.init_std)
 
     net = build_backbone(backbone, n_items, max_len, item_counts, backbone_settings, item_fusion=fusion,
-                         score_with=settings.score_with, **hparams)
+                         score_with=settings.score_with, loss=loss, **hparams)
     return MethodModel(net, modalities, spec, settings)

@@ -14,6 +14,7 @@ from kdsr_util.settings import setting
 from methods.backbones import count_trainable
 from methods.checkpoint import TrainingState
 from methods.evaluate import EvalSet, evaluate
+from methods.padding import trim_padding
 
 
 PRECISIONS = ("fp32", "bf16")
@@ -35,6 +36,10 @@ class TrainConfig:
                           help="auto, cpu, cuda or cuda:N")
     precision: str = setting("fp32", choices=PRECISIONS,
                              help="bf16: autocast for the training forward/backward (evaluation stays fp32)")
+    length_buckets: int = setting(0, interval="[0, inf)",
+                                  help="0: plain shuffled batches; N: each run of N batches of shuffled rows is "
+                                       "sorted by length before it is cut into batches (then the batches are "
+                                       "shuffled), so padding columns can be skipped")
     stop_at_valid: float = setting(0.0, interval="[0, inf)",
                                    help=">0: stop once validation NDCG@10 reaches it (time-to-quality benchmarks)")
     # asynchronous learning for the model's `slow_parameters()` (KDSR's modality tables): their lr starts at
@@ -108,9 +113,20 @@ def early_stopping(score: float, best: float, stale: int, patience: int) -> tupl
     return best, stale, improved, stale >= patience
 
 
-def train_epoch(model, windows: torch.Tensor, optimizer, generator: torch.Generator, cfg: TrainConfig,
+def length_bucketed(order: torch.Tensor, lengths: torch.Tensor, batch_size: int, buckets: int,
+                    generator: torch.Generator) -> list[torch.Tensor]:
+    """Batches of similar lengths: each run of `buckets` batches of the shuffled `order` is sorted by length
+    and cut into batches; the batches are then shuffled."""
+    batches = []
+    for run in order.split(batch_size * buckets):
+        batches += list(run[torch.sort(lengths[run], stable=True).indices].split(batch_size))
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+def train_epoch(model, windows, optimizer, generator: torch.Generator, cfg: TrainConfig,
                 epoch: int) -> tuple[float, dict[str, float]]:
-    """One pass over the training windows in a fresh shuffled order -> (mean loss, mean of each loss term)."""
+    """One pass over the training rows in a fresh shuffled order -> (mean loss, mean of each loss term).
+    `windows`: a tensor [n, L + 1], or a callable seed -> int64 array [n, L + 1] drawn anew each epoch."""
     model.train()
     for group in optimizer.param_groups:
         if group["name"] == "slow":
@@ -118,13 +134,16 @@ def train_epoch(model, windows: torch.Tensor, optimizer, generator: torch.Genera
     device = cfg.device
     autocast = torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16,
                               enabled=cfg.precision == "bf16")
+    if not isinstance(windows, torch.Tensor):  # rows drawn afresh each epoch (e.g. random crops)
+        windows = torch.from_numpy(windows(int(torch.randint(2**62, (1,), generator=generator))))
     order = torch.randperm(len(windows), generator=generator)
+    batches = (length_bucketed(order, (windows > 0).sum(dim=1), cfg.batch_size, cfg.length_buckets, generator)
+               if cfg.length_buckets else order.split(cfg.batch_size))
     total, steps = 0.0, 0
     terms: dict[str, float] = {}
-    bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch}", leave=False, disable=not cfg.progress,
-               unit="batch")
-    for lo in bar:
-        batch = windows[order[lo:lo + cfg.batch_size]].to(device, non_blocking=True)
+    bar = tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not cfg.progress, unit="batch")
+    for rows in bar:
+        batch = trim_padding(windows[rows]).to(device, non_blocking=True)
         with autocast:
             parts = model.losses(batch)
             loss = sum(parts.values())
@@ -170,7 +189,9 @@ def fit(model, train_windows: torch.Tensor, valid: EvalSet, test: EvalSet, cfg: 
         stop_reason = f"reached {cfg.epochs} epochs"
         fingerprint = {**{k: v for k, v in cfg.as_dict().items() if k not in EXECUTION_ONLY},
                        "ks": list(cfg.ks), "async_schedule": list(cfg.async_schedule),
-                       "trainable_params": n_params, "train_windows": list(train_windows.shape)}
+                       "trainable_params": n_params,
+                       "train_windows": list(train_windows.shape) if isinstance(train_windows, torch.Tensor)
+                       else repr(train_windows)}
         saved = TrainingState.load(checkpoint, fingerprint, model, optimizer, generator) if checkpoint else None
         if saved is not None:
             state, resumed_from = saved, saved.epoch

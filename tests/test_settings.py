@@ -49,7 +49,9 @@ def test_a_new_setting_moves_no_existing_key():
 def test_the_frozen_key_list_holds_only_declared_settings():
     assert KEYED_FIELDS_V1 <= set(SETTINGS)
     # settings added since the list was frozen, or never keyed (execution only)
-    assert set(SETTINGS) - KEYED_FIELDS_V1 == {"score_with", "device", "threads", "eval_batch_size"}
+    assert set(SETTINGS) - KEYED_FIELDS_V1 == {"score_with", "device", "threads", "eval_batch_size", "train_samples",
+                                               "sample_stride", "loss", "n_negatives", "negatives", "gbce_t",
+                                               "length_buckets"}
 
 
 def test_a_setting_is_declared_once():
@@ -75,6 +77,11 @@ def test_canonical_resets_what_the_method_and_backbone_ignore():
     canonical = cfg.canonical()
     assert canonical.encoder == [] and canonical.tau == 1.5 and canonical.K == 50 and canonical.n_heads == 2
     assert canonical.gru_hidden == 32
+    # a setting that matters only for some value of another (`when`)
+    assert TrialConfig(sample_stride=5).canonical().sample_stride == 25
+    assert TrialConfig(train_samples="stride", sample_stride=5).canonical().sample_stride == 5
+    assert TrialConfig(n_negatives=64).key() == TrialConfig().key() != TrialConfig(loss="sampled").key()
+    assert TrialConfig(backbone="pop", loss="gbce").canonical().loss == "ce"
     for name, declaration in SETTINGS.items():  # every `needs` names a MethodSpec flag
         assert not declaration.needs or hasattr(METHODS["kdsr"], declaration.needs), name
 
@@ -108,6 +115,11 @@ def test_canonical_resets_what_the_method_and_backbone_ignore():
     ({"split": "ratio", "train_fraction": 0.5}, "leave-one-out split only"),
     ({"dataset": "netflix"}, "netflix: unknown data set (not a built-in name nor a folder of atomic files). Fix:"),
     ({"epochs": 2.5}, "epochs: 2.5 is not a int"),
+    ({"train_samples": "all"}, "train_samples: 'all' is not allowed; choose from windows, last, crop, stride"),
+    ({"train_samples": "stride", "sample_stride": 60}, "sample_stride 60 > max_len 50 would leave training targets"),
+    ({"loss": "bpr"}, "loss: 'bpr' is not allowed; choose from ce, sampled, gbce"),
+    ({"loss": "gbce", "gbce_t": 1.5}, r"gbce_t: 1.5 is outside the allowed range [0, 1]"),
+    ({"negatives": "hard"}, "negatives: 'hard' is not allowed; choose from uniform, popularity"),
 ])
 def test_every_bad_value_is_refused_before_anything_runs(values, message):
     with pytest.raises(ValueError, match=_literal(message)):

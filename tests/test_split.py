@@ -82,3 +82,67 @@ def test_keep_recent_training_leaves_targets_unchanged():
     # user 0 had 10 training items -> keeps the 2 most recent; user 1 had 2 -> keeps 1
     assert sparse.sequence(0).tolist() == [9, 10, 11, 12] and sparse.sequence(1).tolist() == [21, 22, 23]
     assert sparse.n_items == data.n_items
+
+
+def test_training_sample_modes_by_hand():
+    """User 0: items 1..12, train part 1..10 (targets 2..10); user 1: train part 20, 21 (target 21)."""
+    from harness.data.split import RandomCrops, training_rows
+
+    data = make_data([list(range(1, 13)), [20, 21, 22, 23]])
+    split = leave_one_out(data)
+    assert training_rows(data, split, 4, "windows").tolist() == training_windows(data, split, 4).tolist() == [
+        [6, 7, 8, 9, 10], [2, 3, 4, 5, 6], [1, 2, 0, 0, 0], [20, 21, 0, 0, 0]]
+    assert training_rows(data, split, 4, "last").tolist() == [[6, 7, 8, 9, 10], [20, 21, 0, 0, 0]]
+    # windows ending every 2 targets until the oldest target (2) is covered: ends 10, 8, 6, 4
+    assert training_rows(data, split, 4, "stride", stride=2).tolist() == [
+        [6, 7, 8, 9, 10], [4, 5, 6, 7, 8], [2, 3, 4, 5, 6], [1, 2, 3, 4, 0], [20, 21, 0, 0, 0]]
+    assert training_rows(data, split, 4, "stride", stride=4).tolist() == training_windows(data, split, 4).tolist()
+    crops = RandomCrops(data, split, 4)
+    seen = set()
+    for seed in range(40):
+        rows = crops(seed)
+        assert rows.shape == (2, 5) and rows[1].tolist() == [20, 21, 0, 0, 0]
+        first = rows[0, 0]
+        assert rows[0].tolist() == list(range(first, first + 5))  # always full: 4 consecutive targets
+        seen.add(int(first))
+    assert seen == {1, 2, 3, 4, 5, 6} and crops(7).tolist() == crops(7).tolist()  # ends 5..10
+
+
+def test_crop_training_resumes_with_the_same_crops(tmp_path, monkeypatch):
+    """The trainer draws each epoch's crop seed from its checkpointed generator: killed during epoch 3 and
+    resumed, a run gives the uninterrupted curves."""
+    import torch
+
+    import methods.trainer as trainer
+    from harness.data.split import RandomCrops
+    from methods.backbones import build_backbone
+    from methods.evaluate import EvalSet
+    from methods.trainer import TrainConfig, fit, seed_everything
+
+    data = make_data([list(range(1, 30)), list(range(5, 25)), list(range(2, 20))])
+    split = leave_one_out(data)
+    ev = EvalSet(torch.from_numpy(histories(data, split.valid_pos, 6)), torch.from_numpy(data.item_seq[split.valid_pos]))
+
+    def run(checkpoint=None):
+        seed_everything(0)
+        model = build_backbone("sasrec", data.n_items, 6, dim=8, n_heads=1, inner_dim=16)
+        return fit(model, RandomCrops(data, split, 6), ev, ev,
+                   TrainConfig(epochs=4, patience=99, batch_size=2, progress=False), checkpoint=checkpoint)
+
+    full = run()
+    path = tmp_path / "c.pt"
+    real_evaluate, calls = trainer.evaluate, []
+
+    def killed_in_epoch_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "evaluate", killed_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        run(path)
+    monkeypatch.setattr(trainer, "evaluate", real_evaluate)
+    resumed = run(path)
+    strip = lambda r: [{k: v for k, v in c.items() if not k.endswith("seconds")} for c in r["curves"]]  # noqa: E731
+    assert resumed["resumed_after_epoch"] == 2 and strip(resumed) == strip(full)

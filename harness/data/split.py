@@ -16,6 +16,7 @@ from kdsr_util.settings import setting
 
 
 SPLITS = ("loo", "ratio")
+TRAIN_SAMPLES = ("windows", "last", "crop", "stride")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,14 @@ class ProtocolOptions:
     max_len: int = setting(50, interval="[1, inf)", help="longest history a model sees (training windows too)")
     train_fraction: float = setting(1.0, interval="(0, 1]",
                                     help="<1: sparse regime, keep each user's most recent training interactions")
+    train_samples: str = setting("windows", choices=TRAIN_SAMPLES,
+                                 help="training rows of max_len targets, loss at every position: windows = every "
+                                      "target once in fixed non-overlapping windows cut from the end; last = each "
+                                      "user's most recent window only (SASRec+); crop = one random full-length "
+                                      "window per user, fresh every epoch; stride = overlapping windows ending "
+                                      "every sample_stride targets")
+    sample_stride: int = setting(25, interval="[1, inf)", when=("train_samples", ("stride",)),
+                                 help="targets between the ends of overlapping windows (train_samples stride)")
 
 
 @dataclass
@@ -99,17 +108,59 @@ def training_windows(data: SequenceData, split: Split, max_len: int) -> np.ndarr
     the end of each user's training part, so the most recent targets get the longest context.
     A user's training targets are positions start+1 .. train_end-1 (every prefix predicts its next item).
     """
+    return training_rows(data, split, max_len, "windows")
+
+
+def training_rows(data: SequenceData, split: Split, max_len: int, samples: str = "windows",
+                  stride: int = 0) -> np.ndarray:
+    """The fixed training rows of a `train_samples` mode (see ProtocolOptions): int64 [n, max_len + 1]."""
     start = data.user_offsets[:-1]
     n_targets = np.maximum(split.train_end - start - 1, 0)
-    per_user = -(-n_targets // max_len)  # ceil
+    if samples == "windows":
+        step, per_user = max_len, -(-n_targets // max_len)  # ceil
+    elif samples == "last":
+        step, per_user = max_len, np.minimum(n_targets, 1)
+    elif samples == "stride":
+        step = stride
+        per_user = np.where(n_targets > 0, 1 + -(-np.maximum(n_targets - max_len, 0) // stride), 0)
+    else:
+        raise ValueError(f"train_samples {samples!r} has no fixed rows; choose from windows, last, stride "
+                         "(crop: RandomCrops)")
     user = np.repeat(np.arange(data.n_users), per_user)
     j = _ranges(np.zeros_like(per_user), per_user)  # 0 = the most recent window of the user
-    last = split.train_end[user] - 1 - j * max_len
-    first = np.maximum(start[user] + 1, last - max_len + 1)
+    return _window_rows(data, user, split.train_end[user] - 1 - j * step, max_len)
+
+
+def _window_rows(data: SequenceData, user: np.ndarray, last: np.ndarray, max_len: int) -> np.ndarray:
+    """Rows whose targets are the positions up to `last` (at most max_len of them, none before the user's
+    second item), preceded by their first input."""
+    first = np.maximum(data.user_offsets[:-1][user] + 1, last - max_len + 1)
     cols = np.arange(max_len + 1)
     index = first[:, None] - 1 + cols[None, :]
     valid = index <= last[:, None]
     return np.where(valid, data.item_seq[np.where(valid, index, 0)], 0).astype(np.int64)
+
+
+class RandomCrops:
+    """train_samples crop: per epoch, one window of min(max_len, the user's training targets) consecutive
+    targets per user, ending at a uniformly drawn position. Called with an integer seed (the trainer draws
+    it from its own generator, so a resumed run draws the same crops)."""
+
+    def __init__(self, data: SequenceData, split: Split, max_len: int):
+        self.data, self.max_len = data, max_len
+        start = data.user_offsets[:-1]
+        n_targets = np.maximum(split.train_end - start - 1, 0)
+        self.users = np.flatnonzero(n_targets > 0)
+        self.lowest_end = (start + np.minimum(n_targets, max_len))[self.users]  # the window is then full
+        self.highest_end = split.train_end[self.users] - 1
+
+    def __call__(self, seed: int) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        last = rng.integers(self.lowest_end, self.highest_end + 1)
+        return _window_rows(self.data, self.users, last, self.max_len)
+
+    def __repr__(self) -> str:
+        return f"RandomCrops(users={len(self.users)}, max_len={self.max_len})"
 
 
 def histories(data: SequenceData, positions: np.ndarray, max_len: int) -> np.ndarray:
