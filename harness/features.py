@@ -78,7 +78,11 @@ def load_modalities(data: SequenceData, settings: FeatureSettings, windows: np.n
         teacher = np.array(entry.features, dtype=np.float32)  # a writable copy of the memory-mapped cache
         init = reduce_features(entry, reduce, reduce_dim, seed=0) if reduce != "none" else teacher
         centroids = (codebook(entry, teacher, windows, n_codes, n_sub, codebook_sample, seed) if need_codes else None)
-        modalities.append(Modality(f"{spec.modality}:{name}", init, teacher, np.asarray(entry.mask), centroids))
+        trained = np.zeros(len(teacher), dtype=bool)
+        trained[np.unique(windows)] = True  # items in the training rows (inputs or targets)
+        trained[0] = False
+        modalities.append(Modality(f"{spec.modality}:{name}", init, teacher, np.asarray(entry.mask), centroids,
+                                   trained))
         summaries.append({"encoder": name, "modality": spec.modality, "family": spec.family, "params": spec.params,
                           "dim": entry.manifest["dim"], "pooling": entry.manifest["pooling"],
                           "missing": entry.manifest["missing"], "cache": str(entry.path),

@@ -32,10 +32,12 @@ MISSING = "–"
 
 # ---------------------------------------------------------------- records -> frames
 def variant(config: dict) -> str:
-    """Settings that differ from the trial defaults, other than the grid's main axes (e.g. "K=20 D=4")."""
+    """Settings that differ from the trial defaults, other than the grid's main axes (e.g. "K=20 D=4"); a
+    setting a record predates counts with the value it implied (e.g. holistic_projection=separate)."""
+    trial = asdict(TrialConfig.from_config(config).canonical())
     defaults = asdict(TrialConfig(method=config["method"], backbone=config["backbone"]).canonical())
-    diffs = [f"{k}={_fmt_value(v)}" for k, v in sorted(config.items())
-             if k in defaults and k not in AXES and not SETTINGS[k].execution and v != defaults[k]]
+    diffs = [f"{k}={_fmt_value(v)}" for k, v in sorted(trial.items())
+             if k not in AXES and not SETTINGS[k].execution and v != defaults[k]]
     return " ".join(diffs)
 
 

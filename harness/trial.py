@@ -47,7 +47,8 @@ COMPONENTS = {"trial": TrialSettings, "data": PreprocessOptions, "protocol": Pro
               "training": TrainConfig}
 # The settings whose values entered every result key up to the settings refactor (2026-12). A setting
 # outside this frozen list enters a trial's key only when it differs from its default, so adding a
-# setting moves no existing key. Never edit this list.
+# setting moves no existing key (for a setting whose default is a new behaviour, `before` names the old one:
+# the setting enters a key when it differs from that). Never edit this list.
 KEYED_FIELDS_V1 = frozenset("""
     dataset backbone method encoder seed split user_k item_k dedup max_len train_fraction exclude_history dim
     n_layers n_heads inner_dim dropout attn_dropout gru_hidden gru_dropout mask_prob reduce reduce_dim fusion
@@ -99,9 +100,17 @@ class TrialConfigBase:
         out = {}
         for name, value in asdict(self).items():
             declaration = self.SETTINGS[name]
-            if not declaration.execution and (name in KEYED_FIELDS_V1 or value != declaration.default):
+            if declaration.execution:
+                continue
+            if name in KEYED_FIELDS_V1 or (value != declaration.implied and self.is_used(name)):
                 out[name] = value
         return out
+
+    @classmethod
+    def from_config(cls, config: dict):
+        """A stored record's config: settings it predates take the value it implied (Setting.before)."""
+        implied = {name: s.before for name, s in cls.SETTINGS.items() if s.before is not None and name not in config}
+        return cls(**{**implied, **config})
 
     def with_values(self, values: dict):
         """This trial with some settings replaced; each value is parsed and checked by its declaration (a
@@ -243,6 +252,10 @@ def run_trial(cfg: TrialConfig, data_dir=None, image_dir=None, model_dir=None, e
     record["features"] = feature_summaries
     record["method"] = {"name": cfg.method, **asdict(spec), "settings": asdict(distill) if spec.modalities else None}
     record["retention_curve"] = [{"epoch": c["epoch"], **c["retention"]} for c in result["curves"] if "retention" in c]
+    if spec.modalities:
+        record["retention_probe"] = ("Spearman of student vs teacher cosines over 2,000 fixed pairs of items with "
+                                     "content that occur in training; curves[].retention_all_items: pairs of any "
+                                     "items with content (the probe of records before 2026-12)")
     return record
 
 

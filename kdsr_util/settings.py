@@ -37,6 +37,7 @@ class Setting:
     needs: str = ""  # a MethodSpec flag: the setting matters only to methods that set it
     when: tuple = ()  # (other setting, allowed values): the setting matters only when the other has one of them
     execution: bool = False  # where or how fast a trial runs, not what it computes: never part of a result key
+    before: Any = None  # for a setting added with a new default: the value configs written before it implied
     group: str = ""  # the component that declares it (filled by `declared`)
 
     @property
@@ -48,6 +49,11 @@ class Setting:
         if self.kind is not list:
             return self.kind
         return self.item or (type(self.default[0]) if self.default else str)
+
+    @property
+    def implied(self):
+        """The value a stored config without this setting had (its old behaviour)."""
+        return self.default if self.before is None else self.before
 
     def fresh_default(self):
         return list(self.default) if isinstance(self.default, list) else self.default

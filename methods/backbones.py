@@ -76,8 +76,12 @@ class SequentialRecommender(nn.Module):
         last = (item_seq > 0).sum(dim=1).clamp(min=1) - 1
         return states[torch.arange(len(item_seq), device=item_seq.device), last]
 
+    def predict_states(self, item_seq: torch.Tensor) -> torch.Tensor:
+        """[B, d] states whose dot products with output_items() are the scores of the next item."""
+        return self.last_state(item_seq)
+
     def predict(self, item_seq: torch.Tensor) -> torch.Tensor:
-        return self.score(self.last_state(item_seq))
+        return self.score(self.predict_states(item_seq))
 
 
 class TransformerRecommender(SequentialRecommender):
@@ -189,7 +193,7 @@ class BERT4Rec(TransformerRecommender):
         states = self.encode(torch.where(masked, torch.full_like(seq, self.mask_token), seq))
         return {"rec": self.rec_loss(states[masked], seq[masked], self.output_items())}
 
-    def predict(self, item_seq):
+    def predict_states(self, item_seq):
         lengths = (item_seq > 0).sum(dim=1)
         full = lengths >= item_seq.shape[1]
         seq = item_seq.clone()
@@ -197,7 +201,7 @@ class BERT4Rec(TransformerRecommender):
         position = torch.where(full, lengths - 1, lengths)
         rows = torch.arange(len(seq), device=seq.device)
         seq[rows, position] = self.mask_token
-        return self.score(self.encode(seq)[rows, position])
+        return self.encode(seq)[rows, position]
 
 
 class MostPopular(nn.Module):

@@ -1,7 +1,8 @@
 """Teacher signals and distillation terms. Nothing here ever forms an N x N item matrix: teacher
 correlations for a batch are gathered from the N x d feature table for the pairs in that batch.
 
-- holistic correlation: teacher cos(f_i, f_j) vs student cos(P1 e_i, P2 e_j) over in-sequence pairs,
+- holistic correlation: teacher cos(f_i, f_j) vs student cos(P e_i, P e_j) over in-sequence pairs (or
+  cos(P1 e_i, P2 e_j), the asymmetric form of earlier records),
   as the reference's masked Frobenius norm of (S_hat - S) / tau per sequence, or a KL between
   temperature-softmaxed rows;
 - dissected correlation codes: D sub-space cosines of a pair -> nearest of K k-means centroids; student
@@ -66,12 +67,14 @@ def sample_pairs(seq: torch.Tensor, per_seq: int, generator: torch.Generator | N
 
 
 class HolisticLoss(nn.Module):
-    def __init__(self, table_dim: int, proj_dim: int, tau: float, form: str = "norm"):
+    def __init__(self, table_dim: int, proj_dim: int, tau: float, form: str = "norm", shared: bool = True):
+        """`shared`: one projection for both items of a pair (a symmetric similarity, as the reference);
+        otherwise cos(P1 e_i, P2 e_j)."""
         super().__init__()
         if form not in ("norm", "kl"):
             raise ValueError(f"holistic form {form!r}: use 'norm' (reference) or 'kl'")
         self.p1 = nn.Linear(table_dim, proj_dim)
-        self.p2 = nn.Linear(table_dim, proj_dim)
+        self.p2 = self.p1 if shared else nn.Linear(table_dim, proj_dim)
         self.tau, self.form = tau, form
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

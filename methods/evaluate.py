@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from methods.metrics import DEFAULT_KS, metrics_from_ranks, target_ranks
+from methods.metrics import DEFAULT_KS, NonFiniteScoresError, metrics_from_ranks, target_ranks
 from methods.padding import trim_padding
 
 
@@ -31,10 +31,55 @@ def _history_mask(data: EvalSet, lo: int, hi: int, n_columns: int, device) -> to
     return mask.to(device)
 
 
+# catalogues larger than this are scored in chunks of this many items (ranks counted chunk by chunk), so a
+# batch never holds a users x n_items score matrix; smaller ones are scored in one matrix (the same ranks)
+ITEM_CHUNK = 65_536
+
+
+@torch.no_grad()
+def chunked_ranks(states: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, seen: tuple | None,
+                  chunk: int = ITEM_CHUNK) -> torch.Tensor:
+    """Ranks of the targets among items 1..n (ties against the model, `seen` items excluded) from states
+    [B, d] and output item vectors [n + 1, d], counting higher and equal scores one item chunk at a time.
+    Two passes: the first takes each target's score from the same chunk product the second compares it
+    with, so a tie is a tie exactly as in one full score matrix."""
+    bounds = [(lo, min(lo + chunk, items.shape[0])) for lo in range(1, items.shape[0], chunk)]
+    target_score = torch.empty(len(states), 1, device=states.device)
+    for lo, hi in bounds:
+        inside = ((targets >= lo) & (targets < hi)).nonzero().flatten()
+        if len(inside):
+            scores = states.float() @ items[lo:hi].float().T
+            target_score[inside, 0] = scores[inside, targets[inside] - lo]
+    ahead = torch.zeros(len(states), dtype=torch.long, device=states.device)
+    rows_seen, items_seen = seen if seen is not None else (None, None)
+    for lo, hi in bounds:
+        scores = states.float() @ items[lo:hi].float().T
+        if not torch.isfinite(scores).all():
+            raise NonFiniteScoresError(f"non-finite scores among items {lo}..{hi - 1}: refusing to rank")
+        counted = (scores > target_score) | (scores == target_score)
+        inside = (targets >= lo) & (targets < hi)  # the target never counts against itself
+        counted[inside.nonzero().flatten(), targets[inside] - lo] = False
+        if rows_seen is not None:
+            in_chunk = (items_seen >= lo) & (items_seen < hi)
+            counted[rows_seen[in_chunk], items_seen[in_chunk] - lo] = False
+        ahead += counted.sum(dim=1)
+    return 1 + ahead
+
+
+def _seen_pairs(data: EvalSet, lo: int, hi: int, targets: torch.Tensor, device) -> tuple:
+    """(row, item) of each history item of rows lo..hi, the target itself left out."""
+    offsets = data.seen_offsets[lo:hi + 1]
+    items = data.seen_items[offsets[0]:offsets[-1]]
+    rows = torch.repeat_interleave(torch.arange(hi - lo), offsets.diff())
+    keep = items != targets.cpu()[rows]
+    return rows[keep].to(device), items[keep].to(device)
+
+
 @torch.no_grad()
 def evaluate(model, data: EvalSet, ks=DEFAULT_KS, batch_size: int = 512, device="cpu",
-             exclude_history: bool = False) -> dict:
-    """-> {"overall": {metric: value, "n": count}, "<group name>": {...}, ...}."""
+             exclude_history: bool = False, item_chunk: int = ITEM_CHUNK) -> dict:
+    """-> {"overall": {metric: value, "n": count}, "<group name>": {...}, ...}. Models with more than
+    `item_chunk` items (and predict_states / output_items) are ranked chunk by chunk."""
     if exclude_history and data.seen_offsets is None:
         raise ValueError("exclude_history needs seen_offsets/seen_items in the EvalSet")
     was_training = model.training
@@ -43,9 +88,16 @@ def evaluate(model, data: EvalSet, ks=DEFAULT_KS, batch_size: int = 512, device=
     for lo in range(0, len(data), batch_size):
         hi = min(lo + batch_size, len(data))
         # one spare column: BERT4Rec appends its [mask] token after the longest history
-        scores = model.predict(trim_padding(data.histories[lo:hi], keep=1).to(device)).float()
+        history = trim_padding(data.histories[lo:hi], keep=1).to(device)
+        targets = data.targets[lo:hi].to(device)
+        if hasattr(model, "predict_states") and model.output_items().shape[0] - 1 > item_chunk:
+            seen = _seen_pairs(data, lo, hi, targets, device) if exclude_history else None
+            ranks.append(chunked_ranks(model.predict_states(history), model.output_items(), targets, seen,
+                                       item_chunk).cpu())
+            continue
+        scores = model.predict(history).float()
         exclude = _history_mask(data, lo, hi, scores.shape[1], device) if exclude_history else None
-        ranks.append(target_ranks(scores, data.targets[lo:hi].to(device), exclude).cpu())
+        ranks.append(target_ranks(scores, targets, exclude).cpu())
     model.train(was_training)
     ranks = torch.cat(ranks) if ranks else torch.zeros(0, dtype=torch.long)
     result = {"overall": {**metrics_from_ranks(ranks, ks), "n": len(ranks)}}

@@ -29,6 +29,7 @@ class Modality:
     teacher: np.ndarray  # float32 [n_items + 1, d_teacher]
     mask: np.ndarray  # bool [n_items + 1]: item has content
     codebook: np.ndarray | None = None  # float32 [K, D] for the code loss
+    trained: np.ndarray | None = None  # bool [n_items + 1]: item occurs in the training rows (None: all)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,9 @@ class DistillSettings:
     tau: float = setting(1.5, interval="(0, inf)", needs="holistic", help="holistic-correlation temperature")
     holistic_form: str = setting("norm", choices=("norm", "kl"), needs="holistic",
                                  help="norm (reference: masked Frobenius norm) or kl")
+    holistic_projection: str = setting("separate", choices=("separate", "shared"), needs="holistic",
+                                       help="separate: student similarity cos(P1 e_i, P2 e_j) (every record so "
+                                            "far); shared: cos(P e_i, P e_j) with one projection, as the reference")
     lambda_hol: list[float] = setting([4.0], interval="[0, inf)", per_modality=True, needs="holistic",
                                       help="holistic loss weight: one value, or one per modality")
     lambda_code: list[float] = setting([0.5], interval="[0, inf)", per_modality=True, needs="codes",
@@ -156,10 +160,16 @@ class MethodModel(nn.Module):
             standard = (teacher - teacher[present].mean(0)) / teacher[present].std().clamp(min=1e-12)
             self.register_buffer(f"teacher_std_{index}", standard, persistent=False)  # for mse / contrastive
             self.register_buffer(f"mask_{index}", torch.from_numpy(np.asarray(modality.mask)), persistent=False)
-            pairs = retention_pairs(modality.mask, settings.probe_pairs, settings.seed)
+            # the retention probe: pairs of items with content that occur in training (the rows of items never
+            # seen in training never move); the probe over every item with content is kept beside it
+            in_training = modality.mask if modality.trained is None else modality.mask & modality.trained
+            pairs = retention_pairs(in_training, settings.probe_pairs, settings.seed)
             self.register_buffer(f"probe_{index}", torch.from_numpy(pairs), persistent=False)
+            pairs = retention_pairs(modality.mask, settings.probe_pairs, settings.seed)
+            self.register_buffer(f"probe_all_{index}", torch.from_numpy(pairs), persistent=False)
             if spec.holistic:
-                self.hol.append(HolisticLoss(table_dim, settings.proj_dim, settings.tau, settings.holistic_form))
+                self.hol.append(HolisticLoss(table_dim, settings.proj_dim, settings.tau, settings.holistic_form,
+                                             shared=settings.holistic_projection == "shared"))
             if spec.codes:
                 if modality.codebook is None:
                     raise ValueError(f"modality {modality.name}: the code loss needs a codebook")
@@ -179,6 +189,12 @@ class MethodModel(nn.Module):
 
     def predict(self, item_seq):
         return self.backbone.predict(item_seq)
+
+    def predict_states(self, item_seq):
+        return self.backbone.predict_states(item_seq)
+
+    def output_items(self):
+        return self.backbone.output_items()
 
     def slow_parameters(self):
         return list(self.fusion.tables.parameters()) if self.spec.asynchronous else []
@@ -210,10 +226,13 @@ class MethodModel(nn.Module):
 
     @torch.no_grad()
     def epoch_metrics(self) -> dict:
-        """Modality retention: Spearman(student cos of e^m, teacher cos of f^m) on the fixed probe pairs."""
-        return {"retention": {name: retention(table.weight, getattr(self, f"teacher_unit_{m}"),
-                                              getattr(self, f"probe_{m}"))
-                              for m, (name, table) in enumerate(zip(self.names, self.fusion.tables))}}
+        """Modality retention: Spearman(student cos of e^m, teacher cos of f^m) on the fixed probe pairs of
+        training items ("retention") and of every item with content ("retention_all_items")."""
+        out = {}
+        for key, probe in (("retention", "probe"), ("retention_all_items", "probe_all")):
+            out[key] = {name: retention(table.weight, getattr(self, f"teacher_unit_{m}"), getattr(self, f"{probe}_{m}"))
+                        for m, (name, table) in enumerate(zip(self.names, self.fusion.tables))}
+        return out
 
 
 def build_method_model(method: str, backbone: str, n_items: int, max_len: int, modalities: list[Modality] = (),

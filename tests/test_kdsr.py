@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from harness.data.split import histories, leave_one_out, training_windows
 from methods.backbones import BERT4Rec, build_backbone
@@ -276,3 +277,15 @@ def test_a_checkpoint_from_another_setup_is_refused(tmp_path):
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="cannot be read.*delete it"):
         run(1e-3)
+
+
+def test_the_shared_holistic_projection_gives_a_symmetric_student_similarity():
+    from methods.distill import HolisticLoss
+
+    torch.manual_seed(0)
+    shared, separate = HolisticLoss(8, 4, 1.0, shared=True), HolisticLoss(8, 4, 1.0, shared=False)
+    assert shared.p1 is shared.p2 and separate.p1 is not separate.p2
+    student = torch.randn(1, 5, 8)
+    for loss, symmetric in ((shared, True), (separate, False)):
+        pred = F.normalize(loss.p1(student), dim=-1) @ F.normalize(loss.p2(student), dim=-1).transpose(1, 2)
+        assert torch.allclose(pred, pred.transpose(1, 2), atol=1e-6) == symmetric

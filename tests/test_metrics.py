@@ -71,3 +71,44 @@ def test_history_exclusion_removes_items_but_never_the_target():
 def test_padding_target_rejected():
     with pytest.raises(ValueError):
         target_ranks(torch.zeros(1, 3), torch.tensor([0]))
+
+
+def test_chunked_ranks_equal_full_ranks_with_ties_and_history():
+    import torch
+
+    from methods.evaluate import chunked_ranks
+
+    torch.manual_seed(0)
+    states = torch.randn(6, 4)
+    items = torch.randn(23, 4)
+    items[5] = items[3]  # an exact tie with item 3
+    targets = torch.tensor([3, 5, 1, 22, 7, 3])
+    scores = states @ items.T
+    rows, seen = torch.tensor([0, 0, 1, 4]), torch.tensor([9, 10, 3, 22])
+    exclude = torch.zeros(6, 23, dtype=torch.bool)
+    exclude[rows, seen] = True
+    for chunk in (1, 4, 7, 100):
+        assert chunked_ranks(states, items, targets, None, chunk).tolist() == target_ranks(scores, targets).tolist()
+        assert (chunked_ranks(states, items, targets, (rows, seen), chunk).tolist()
+                == target_ranks(scores, targets, exclude).tolist())
+
+
+def test_evaluation_in_item_chunks_gives_the_same_metrics():
+    import torch
+
+    from harness.data.split import histories, leave_one_out, seen_items
+    from methods.backbones import build_backbone
+    from methods.evaluate import EvalSet, evaluate
+    from test_trainer import toy_problem
+
+    data, _, _, _ = toy_problem()
+    split = leave_one_out(data)
+    offsets, seen = seen_items(data, split.test_pos)
+    ev = EvalSet(torch.from_numpy(histories(data, split.test_pos, 8)), torch.from_numpy(data.item_seq[split.test_pos]),
+                 torch.from_numpy(offsets), torch.from_numpy(seen))
+    for name in ("sasrec", "bert4rec", "gru4rec"):
+        torch.manual_seed(0)
+        model = build_backbone(name, data.n_items, 8, dim=16)
+        for exclude in (False, True):
+            full = evaluate(model, ev, exclude_history=exclude, batch_size=16)
+            assert evaluate(model, ev, exclude_history=exclude, batch_size=16, item_chunk=7) == full, (name, exclude)

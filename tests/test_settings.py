@@ -30,7 +30,7 @@ def test_every_committed_record_key_recomputes_from_its_config():
     assert len(paths) >= 179
     for path in paths:
         record = json.loads(path.read_text())
-        assert TrialConfig(**record["config"]).key() == record["key"] == path.stem, path
+        assert TrialConfig.from_config(record["config"]).key() == record["key"] == path.stem, path
 
 
 def test_a_new_setting_moves_no_existing_key():
@@ -39,7 +39,7 @@ def test_a_new_setting_moves_no_existing_key():
                                                                     group="training")}, name="Extended")
     for path in committed_records()[::10]:
         record = json.loads(path.read_text())
-        assert extended(**record["config"]).key() == record["key"]
+        assert extended.from_config(record["config"]).key() == record["key"]
     base = asdict(TrialConfig())
     assert extended(**base, dummy_knob=4).key() != TrialConfig().key()
     with pytest.raises(SettingError, match=r"dummy_knob: 10 is outside the allowed range \[0, 9\]"):
@@ -51,7 +51,22 @@ def test_the_frozen_key_list_holds_only_declared_settings():
     # settings added since the list was frozen, or never keyed (execution only)
     assert set(SETTINGS) - KEYED_FIELDS_V1 == {"score_with", "device", "threads", "eval_batch_size", "train_samples",
                                                "sample_stride", "loss", "n_negatives", "negatives", "gbce_t",
-                                               "length_buckets"}
+                                               "length_buckets", "holistic_projection"}
+
+
+def test_a_new_default_behaviour_gets_new_keys_and_old_records_keep_theirs():
+    """A setting whose default is a new behaviour declares the old one (`before`): stored configs without it
+    read with the old value and keep their keys; today's default trial is a new trial."""
+    extended = make_trial_config({**SETTINGS, "new_mode": Setting("new_mode", "new", choices=("old", "new"),
+                                                                  before="old", needs="holistic", group="method")},
+                                 name="Extended")
+    path = next(p for p in committed_records() if json.loads(p.read_text())["config"]["method"] == "kdsr")
+    record = json.loads(path.read_text())
+    old = extended.from_config(record["config"])
+    assert old.new_mode == "old" and old.key() == record["key"]
+    assert extended(**record["config"]).key() != record["key"]  # the same settings today: a new trial
+    id_trial = extended(method="id")
+    assert id_trial.key() == TrialConfig(method="id").key()  # a setting its method does not read: never keyed
 
 
 def test_a_setting_is_declared_once():
