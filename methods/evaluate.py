@@ -22,13 +22,13 @@ class EvalSet:
         return len(self.targets)
 
 
-def _history_mask(data: EvalSet, lo: int, hi: int, n_columns: int, device) -> torch.Tensor:
-    offsets = data.seen_offsets[lo:hi + 1]
-    items = data.seen_items[offsets[0]:offsets[-1]]
-    rows = torch.repeat_interleave(torch.arange(hi - lo), offsets.diff())
-    mask = torch.zeros(hi - lo, n_columns, dtype=torch.bool)
-    mask[rows, items] = True
-    return mask.to(device)
+def _seen_pairs(data: EvalSet, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row in `index`, item) for every history item of the rows `index` (CSR seen_offsets / seen_items)."""
+    starts, ends = data.seen_offsets[index], data.seen_offsets[index + 1]
+    counts = ends - starts
+    rows = torch.repeat_interleave(torch.arange(len(index)), counts)
+    first = torch.repeat_interleave(starts - torch.cumsum(counts, 0) + counts, counts)
+    return rows, data.seen_items[first + torch.arange(int(counts.sum()))]
 
 
 # catalogues larger than this are scored in chunks of this many items (ranks counted chunk by chunk), so a
@@ -66,15 +66,6 @@ def chunked_ranks(states: torch.Tensor, items: torch.Tensor, targets: torch.Tens
     return 1 + ahead
 
 
-def _seen_pairs(data: EvalSet, lo: int, hi: int, targets: torch.Tensor, device) -> tuple:
-    """(row, item) of each history item of rows lo..hi, the target itself left out."""
-    offsets = data.seen_offsets[lo:hi + 1]
-    items = data.seen_items[offsets[0]:offsets[-1]]
-    rows = torch.repeat_interleave(torch.arange(hi - lo), offsets.diff())
-    keep = items != targets.cpu()[rows]
-    return rows[keep].to(device), items[keep].to(device)
-
-
 @torch.no_grad()
 def evaluate(model, data: EvalSet, ks=DEFAULT_KS, batch_size: int = 512, device="cpu",
              exclude_history: bool = False, item_chunk: int = ITEM_CHUNK) -> dict:
@@ -84,22 +75,30 @@ def evaluate(model, data: EvalSet, ks=DEFAULT_KS, batch_size: int = 512, device=
         raise ValueError("exclude_history needs seen_offsets/seen_items in the EvalSet")
     was_training = model.training
     model.eval()
-    ranks = []
-    for lo in range(0, len(data), batch_size):
-        hi = min(lo + batch_size, len(data))
+    # rows in order of history length, so each batch is cut to its own longest history (trim_padding)
+    order = torch.argsort((data.histories > 0).sum(dim=1), stable=True)
+    ranks = torch.zeros(len(data), dtype=torch.long)
+    chunked = hasattr(model, "predict_states") and model.output_items().shape[0] - 1 > item_chunk
+    for index in order.split(batch_size):
         # one spare column: BERT4Rec appends its [mask] token after the longest history
-        history = trim_padding(data.histories[lo:hi], keep=1).to(device)
-        targets = data.targets[lo:hi].to(device)
-        if hasattr(model, "predict_states") and model.output_items().shape[0] - 1 > item_chunk:
-            seen = _seen_pairs(data, lo, hi, targets, device) if exclude_history else None
-            ranks.append(chunked_ranks(model.predict_states(history), model.output_items(), targets, seen,
-                                       item_chunk).cpu())
+        history = trim_padding(data.histories[index], keep=1).to(device)
+        targets = data.targets[index].to(device)
+        seen = _seen_pairs(data, index) if exclude_history else None
+        if chunked:
+            if seen is not None:  # the target is never excluded
+                keep = seen[1] != targets.cpu()[seen[0]]
+                seen = (seen[0][keep].to(device), seen[1][keep].to(device))
+            ranks[index] = chunked_ranks(model.predict_states(history), model.output_items(), targets, seen,
+                                         item_chunk).cpu()
             continue
         scores = model.predict(history).float()
-        exclude = _history_mask(data, lo, hi, scores.shape[1], device) if exclude_history else None
-        ranks.append(target_ranks(scores, targets, exclude).cpu())
+        exclude = None
+        if seen is not None:
+            exclude = torch.zeros(scores.shape, dtype=torch.bool)
+            exclude[seen] = True
+            exclude = exclude.to(device)
+        ranks[index] = target_ranks(scores, targets, exclude).cpu()
     model.train(was_training)
-    ranks = torch.cat(ranks) if ranks else torch.zeros(0, dtype=torch.long)
     result = {"overall": {**metrics_from_ranks(ranks, ks), "n": len(ranks)}}
     if data.groups is not None:
         for index, name in enumerate(data.group_names):
