@@ -4,6 +4,7 @@ A grid file (harness/grids/NAME.yaml, or any path):
 
     description: what the grid is for
     include: [paper, scaling]        # optional: union with other grids (names or paths)
+    preset: strong                   # optional: harness/presets/strong.yaml's values per data set / backbone
     fixed: {epochs: 200}             # optional: settings for every trial of this file
     axes:                            # every key is a harness.trial setting; each value a list
       dataset: [ml-100k]
@@ -28,11 +29,12 @@ from pathlib import Path
 
 import yaml
 
+from harness.presets import preset_values
 from harness.trial import SETTINGS, TrialConfig
 from kdsr_util.settings import SettingError
 
 GRID_DIR = Path(__file__).resolve().parent / "grids"
-FILE_KEYS = {"description", "include", "fixed", "axes", "exclude", "resources"}
+FILE_KEYS = {"description", "include", "preset", "fixed", "axes", "exclude", "resources"}
 RESOURCE_KEYS = {"cpus_per_trial", "gpus_per_trial"}
 
 
@@ -131,8 +133,16 @@ def _expand(path: Path, encoders_file, seen: tuple) -> tuple[list[TrialConfig], 
             lists[axis] = [_check(path, f"axes.{axis}", axis, v) for v in values]
         base = {k: _check(path, f"fixed.{k}", k, v) for k, v in fixed.items()}
         excludes = [_exclusion(path, i, item) for i, item in enumerate(data.get("exclude") or [])]
+        preset = data.get("preset")
         for combo in itertools.product(*lists.values()):
             setting = {**base, **dict(zip(lists, combo))}
+            if preset:  # the preset's values for this data set and backbone; fixed and axes win
+                try:
+                    setting = {**preset_values(str(preset), setting.get("dataset", SETTINGS["dataset"].default),
+                                               setting.get("backbone", SETTINGS["backbone"].default), SETTINGS),
+                               **setting}
+                except SettingError as err:
+                    raise GridError(f"{path}: preset: {err}") from None
             if any(all(setting.get(k, SETTINGS[k].default) in vs for k, vs in ex.items()) for ex in excludes):
                 continue
             if setting.get("backbone") == "pop" and setting.get("method", SETTINGS["method"].default) != "id":

@@ -20,6 +20,7 @@ from harness.data.split import (POPULARITY_BUCKETS, ProtocolOptions, histories, 
                                 RandomCrops, popularity_buckets, popularity_thresholds, seen_items,
                                 train_item_counts, training_rows, training_windows)
 from harness.features import FeatureSettings, load_modalities
+from harness.presets import preset_values
 from harness.record import config_key, make_record, runtime_info, write_record
 from kdsr_util.settings import Setting, SettingError, declared, setting
 from methods.backbones import BACKBONE_SETTINGS, BACKBONES, BackboneSettings
@@ -291,13 +292,35 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", default=None,
                         help="save the training state here after every epoch; resume from it if it exists")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--preset", default=None,
+                        help="start from a named preset's values for this data set (harness/presets/); explicit "
+                             "flags still win")
     return parser
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    cfg = TrialConfig(**{name: getattr(args, name) for name in SETTINGS})
+def explicit_settings(parser: argparse.ArgumentParser, argv) -> set[str]:
+    """The settings given on the command line (not left at their defaults)."""
+    defaults = {action.dest: action.default for action in parser._actions}
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
     try:
+        given, _ = parser.parse_known_args(argv)
+    finally:
+        for action in parser._actions:
+            action.default = defaults[action.dest]
+    return set(vars(given)) & set(SETTINGS)
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    values = {name: getattr(args, name) for name in SETTINGS}
+    try:
+        if args.preset:
+            given = explicit_settings(parser, argv)
+            preset = preset_values(args.preset, args.dataset, args.backbone, SETTINGS)
+            values.update({k: v for k, v in preset.items() if k not in given})
+        cfg = TrialConfig(**values)
         record = run_trial(cfg, data_dir=args.data_dir, image_dir=args.image_dir, model_dir=args.model_dir,
                            encoders_file=args.encoders_file, progress=not args.quiet,
                            checkpoint=args.checkpoint)

@@ -49,3 +49,14 @@ def test_bad_dataset_is_one_clear_line(cache):
 def test_method_without_encoder_says_so(cache):
     result = run_trial("--method", "kdsr", "--epochs", "1", cache=cache)
     assert result.returncode == 2 and "needs --encoder" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_preset_trial_records_the_preset_values_and_explicit_flags_win(cache):
+    result = run_trial("--preset", "strong", "--dataset", "ml-100k", "--epochs", "1", "--max-len", "20",
+                       "--train-samples", "last", cache=cache)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    config = record["config"]
+    assert config["n_heads"] == 1 and config["dropout"] == 0.1 and config["exclude_history"] is True
+    assert config["max_len"] == 20 and record["protocol"]["history_excluded"] is True
+    assert record["protocol"]["training_targets"] == "each user's most recent 20 training targets, once per epoch (SASRec+)"
