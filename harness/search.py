@@ -53,6 +53,8 @@ def optuna_cells(trials: list[TrialConfig], store: ResultStore, resources: dict,
         summary_path = store.root / "search" / f"{cell}.json"
         if summary_path.is_file():
             best = json.loads(summary_path.read_text())["best"]
+            if members[0].backbone == "gru4rec" and "dropout" in best:  # summaries before 2026-12 named it so
+                best = {("gru_dropout" if k == "dropout" else k): v for k, v in best.items()}
         else:
             best = search_cell(cell, members[0], store, resources, options, grid_name)
             write_record({"cell": asdict(members[0]), "best": best, "samples": options.num_samples,

@@ -68,20 +68,23 @@ def chunked_ranks(states: torch.Tensor, items: torch.Tensor, targets: torch.Tens
 
 @torch.no_grad()
 def evaluate(model, data: EvalSet, ks=DEFAULT_KS, batch_size: int = 512, device="cpu",
-             exclude_history: bool = False, item_chunk: int = ITEM_CHUNK) -> dict:
+             exclude_history: bool = False, item_chunk: int = ITEM_CHUNK, trim: bool = False) -> dict:
     """-> {"overall": {metric: value, "n": count}, "<group name>": {...}, ...}. Models with more than
-    `item_chunk` items (and predict_states / output_items) are ranked chunk by chunk."""
+    `item_chunk` items (and predict_states / output_items) are ranked chunk by chunk. Users are batched in
+    order of history length (exact: ranks are written back per user); `trim` also cuts each batch to its
+    longest history, which is faster but changes attention scores in the last bits."""
     if exclude_history and data.seen_offsets is None:
         raise ValueError("exclude_history needs seen_offsets/seen_items in the EvalSet")
     was_training = model.training
     model.eval()
-    # rows in order of history length, so each batch is cut to its own longest history (trim_padding)
+    # rows in order of history length, so that with `trim` each batch is cut to its own longest history
     order = torch.argsort((data.histories > 0).sum(dim=1), stable=True)
     ranks = torch.zeros(len(data), dtype=torch.long)
     chunked = hasattr(model, "predict_states") and model.output_items().shape[0] - 1 > item_chunk
     for index in order.split(batch_size):
         # one spare column: BERT4Rec appends its [mask] token after the longest history
-        history = trim_padding(data.histories[index], keep=1).to(device)
+        history = data.histories[index]
+        history = (trim_padding(history, keep=1) if trim else history).to(device)
         targets = data.targets[index].to(device)
         seen = _seen_pairs(data, index) if exclude_history else None
         if chunked:

@@ -57,7 +57,8 @@ class RecLoss:
         t = self.settings.gbce_t
         beta = alpha * (t * (1 - 1 / alpha) + 1 / alpha)
         negative_terms = F.softplus(negative).masked_fill(hit, 0).sum(-1)  # -log(1 - sigmoid(s))
-        return (beta * F.softplus(-positive) + negative_terms).mean()  # -log(sigmoid(s)^beta) for the target
+        # -log(sigmoid(s)^beta) for the target; averaged over the 1 + n logits per position, as gSASRec's BCE
+        return ((beta * F.softplus(-positive) + negative_terms) / (1 + len(negatives))).mean()
 
     def sample(self, n_items: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         """`n_negatives` item ids in 1..n_items and log q of every item id (index 0 unused)."""

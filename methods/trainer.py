@@ -37,9 +37,10 @@ class TrainConfig:
     precision: str = setting("fp32", choices=PRECISIONS,
                              help="bf16: autocast for the training forward/backward (evaluation stays fp32)")
     length_buckets: int = setting(0, interval="[0, inf)",
-                                  help="0: plain shuffled batches; N: each run of N batches of shuffled rows is "
-                                       "sorted by length before it is cut into batches (then the batches are "
-                                       "shuffled), so padding columns can be skipped")
+                                  help="0: plain shuffled batches of full-width rows (every record before "
+                                       "2026-12); N: each run of N batches of shuffled rows is sorted by length "
+                                       "before it is cut into batches (then the batches are shuffled), and "
+                                       "training and evaluation batches skip their all-padding columns")
     stop_at_valid: float = setting(0.0, interval="[0, inf)",
                                    help=">0: stop once validation NDCG@10 reaches it (time-to-quality benchmarks)")
     # asynchronous learning for the model's `slow_parameters()` (KDSR's modality tables): their lr starts at
@@ -143,7 +144,10 @@ def train_epoch(model, windows, optimizer, generator: torch.Generator, cfg: Trai
     terms: dict[str, float] = {}
     bar = tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not cfg.progress, unit="batch")
     for rows in bar:
-        batch = trim_padding(windows[rows]).to(device, non_blocking=True)
+        batch = windows[rows]
+        if cfg.length_buckets:  # cut to the longest real row (other shapes draw other dropout masks: opt-in)
+            batch = trim_padding(batch)
+        batch = batch.to(device, non_blocking=True)
         with autocast:
             parts = model.losses(batch)
             loss = sum(parts.values())
@@ -178,7 +182,7 @@ def fit(model, train_windows: torch.Tensor, valid: EvalSet, test: EvalSet, cfg: 
         torch.cuda.reset_peak_memory_stats()
     n_params = count_trainable(model)
     eval_kwargs = dict(ks=cfg.ks, batch_size=cfg.eval_batch_size, device=device,
-                       exclude_history=cfg.exclude_history)
+                       exclude_history=cfg.exclude_history, trim=cfg.length_buckets > 0)
     state = TrainingState()
     stop_reason = "no training (no trainable parameters)"
     resumed_from = 0

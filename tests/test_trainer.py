@@ -126,3 +126,20 @@ def test_training_loss_ignores_padding_targets():
     padded = torch.tensor([[1, 2, 3, 0, 0]])
     trimmed = torch.tensor([[1, 2, 3]])
     assert torch.allclose(model.losses(padded)["rec"], model.losses(trimmed)["rec"])
+
+
+def test_batches_keep_full_width_by_default_and_skip_padding_with_length_buckets():
+    """Full-width rows by default (other shapes draw other dropout masks: earlier records reproduce);
+    with length_buckets, rows of similar length share a batch and all-padding columns are cut."""
+    data = make_data([list(range(1, 5)), list(range(1, 15)), list(range(3, 8)), list(range(2, 20))])
+    split = leave_one_out(data)
+    windows = torch.from_numpy(training_windows(data, split, 12))
+    ev = EvalSet(torch.from_numpy(histories(data, split.valid_pos, 12)), torch.from_numpy(data.item_seq[split.valid_pos]))
+    for buckets, expect_full in ((0, True), (2, False)):
+        seed_everything(0)
+        model = build_backbone("sasrec", data.n_items, 12, dim=8, n_heads=1, inner_dim=16)
+        widths = []
+        original = model.losses
+        model.losses = lambda batch: (widths.append(batch.shape[1]), original(batch))[1]
+        fit(model, windows, ev, ev, TrainConfig(epochs=1, batch_size=1, length_buckets=buckets, progress=False))
+        assert (set(widths) == {13}) == expect_full, widths

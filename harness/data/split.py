@@ -121,6 +121,8 @@ def training_rows(data: SequenceData, split: Split, max_len: int, samples: str =
     elif samples == "last":
         step, per_user = max_len, np.minimum(n_targets, 1)
     elif samples == "stride":
+        if not 1 <= stride <= max_len:
+            raise ValueError(f"stride {stride}: use 1 <= stride <= max_len ({max_len})")
         step = stride
         per_user = np.where(n_targets > 0, 1 + -(-np.maximum(n_targets - max_len, 0) // stride), 0)
     else:
