@@ -62,7 +62,8 @@ def main(argv=None) -> int:
              f"{os.cpu_count()} CPUs, {args.threads} torch threads, torch {torch.__version__}; measured GEMM rate "
              f"(logits-shaped) fp32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s. Settings: {' '.join(STRONG)}, "
              f"d 64, 2 blocks, batch 32 rows, full-softmax CE over {data.n_items:,} items; {args.epochs} epoch(s) "
-             "per row, seed 0. Training rows and padding are trimmed per batch (methods/padding.py).", "",
+             "per row, seed 0. With length_buckets > 0 batches are sorted by length and cut to their longest "
+             "row (methods/padding.py); with 0 they keep full width.", "",
              "| train_samples | length_buckets | precision | rows | s/epoch | floor padded s | floor real s | "
              "× real floor | valid s | valid NDCG@10 | load avg |", "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     print("\n".join(lines), flush=True)
