@@ -41,6 +41,23 @@ def variant(config: dict) -> str:
     return " ".join(diffs)
 
 
+def core_variant(text: str) -> str:
+    """A variant without the settings that only hold the value records implied before the setting existed
+    (e.g. holistic_projection=separate): what was the default when the trial ran. Tables that keep "default
+    settings only" filter on this, and label rows with the full variant."""
+    kept = []
+    for token in text.split():
+        name, _, value = token.partition("=")
+        before = SETTINGS[name].before if name in SETTINGS else None
+        if before is None or _fmt_value(before) != value:
+            kept.append(token)
+    return " ".join(kept)
+
+
+def _labelled(method: str, setting: str) -> str:
+    return method + (f" ({setting})" if setting else "")
+
+
 def _fmt_value(value) -> str:
     return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
@@ -361,9 +378,10 @@ def efficiency_table(records: list[dict], trials: pd.DataFrame) -> Table:
 def scaling_table(long: pd.DataFrame, trials: pd.DataFrame, metric: str, split: str, records) -> Table | None:
     sub = long[(long["split"] == split) & (long["group"] == "overall") & (long["metric"] == metric)]
     sub = sub.merge(trials[["key", "encoder_params", "family"]], on="key")
-    sub = sub[sub["encoder_params"].notna() & (sub["variant"] == "")]
+    sub = sub[sub["encoder_params"].notna() & (sub["variant"].map(core_variant) == "")]
     if sub.empty:
         return None
+    sub = sub.assign(method=[_labelled(m, v) for m, v in zip(sub["method"], sub["variant"])])
     grouped = sub.groupby(["dataset", "backbone", "family", "encoder", "encoder_params", "method"])["value"]
     stats = grouped.agg(["mean", "std", "count"]).reset_index()
     stats = stats.sort_values(["dataset", "backbone", "family", "encoder_params", "method"], kind="stable")
@@ -437,6 +455,7 @@ def _figure_setup():
 
 def _color(method: str) -> str:
     """One colour per method in every figure."""
+    method = method.split(" (")[0]  # a labelled row, e.g. "kdsr (holistic_projection=separate)"
     return f"C{METHOD_ORDER.index(method) % 10}" if method in METHOD_ORDER else "black"
 
 
@@ -512,8 +531,12 @@ def retention_figure(records: list[dict], folder: Path) -> list[Path] | None:
     frame = pd.DataFrame(curves)
     plt = _figure_setup()
     # one panel per data set, backbone, modality and non-default setting; methods share a panel
-    if (frame["variant"] == "").any():  # default settings only, where a grid also varies K, D, ...
-        frame = frame[frame["variant"] == ""]
+    frame["core"] = frame["variant"].map(core_variant)
+    if (frame["core"] == "").any():  # default settings only, where a grid also varies K, D, ...
+        frame = frame[frame["core"] == ""]
+    frame["method"] = [_labelled(m, v) if c == "" else m for m, v, c in zip(frame["method"], frame["variant"],
+                                                                           frame["core"])]
+    frame["variant"] = frame["core"]
     panels = sorted(set(zip(frame["dataset"], frame["backbone"], frame["modality"], frame["variant"])))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.6), squeeze=False)
     for ax, (dataset, backbone, modality, setting) in zip(axes[0], panels):
@@ -523,7 +546,7 @@ def retention_figure(records: list[dict], folder: Path) -> list[Path] | None:
             # mean over the seeds that reached each epoch
             m = sub[sub["method"] == method].groupby("epoch")["value"].mean()
             ax.plot(m.index, m.values, label=method, color=_color(method),
-                    linewidth=1.8 if method in ("two_stage", KDSR) else 0.8)
+                    linewidth=1.8 if method.split(" (")[0] in ("two_stage", KDSR) else 0.8)
         ax.set_title(f"{dataset} {backbone}\n{modality}" + (f"\n{setting[:40]}" if setting else ""))
         ax.set_xlabel("epoch")
         ax.set_ylabel("retention (Spearman)")

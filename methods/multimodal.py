@@ -73,9 +73,10 @@ class DistillSettings:
     tau: float = setting(1.5, interval="(0, inf)", needs="holistic", help="holistic-correlation temperature")
     holistic_form: str = setting("norm", choices=("norm", "kl"), needs="holistic",
                                  help="norm (reference: masked Frobenius norm) or kl")
-    holistic_projection: str = setting("separate", choices=("separate", "shared"), needs="holistic",
-                                       help="separate: student similarity cos(P1 e_i, P2 e_j) (every record so "
-                                            "far); shared: cos(P e_i, P e_j) with one projection, as the reference")
+    holistic_projection: str = setting("shared", choices=("shared", "separate"), needs="holistic", before="separate",
+                                       help="shared: student similarity cos(P e_i, P e_j) with one projection, as "
+                                            "the reference; separate: cos(P1 e_i, P2 e_j), every record before "
+                                            "2026-12 (same NDCG@10, higher retention: results/holistic-ml100k)")
     lambda_hol: list[float] = setting([4.0], interval="[0, inf)", per_modality=True, needs="holistic",
                                       help="holistic loss weight: one value, or one per modality")
     lambda_code: list[float] = setting([0.5], interval="[0, inf)", per_modality=True, needs="codes",

@@ -12,10 +12,10 @@ for records in results/*/records; do
   name=$(basename "$store")
   [[ -f "$store/README.md" ]] || continue  # a store without a committed report (e.g. an Optuna search)
   python -m harness.report --results "$store" --out "$tmp/$name" > /dev/null
-  if diff -rq -x records -x search "$tmp/$name" "$store" > /dev/null; then
+  if diff -rq -x records -x search -x checkpoints -x ray "$tmp/$name" "$store" > /dev/null; then
     echo "$name: byte-identical"
   else
-    echo "$name: DIFFERS"; { diff -rq -x records -x search "$tmp/$name" "$store" || true; } | head -5; status=1
+    echo "$name: DIFFERS"; { diff -rq -x records -x search -x checkpoints -x ray "$tmp/$name" "$store" || true; } | head -5; status=1
   fi
   if [[ "${1:-}" == "--write" ]]; then python -m harness.report --results "$store" --out "$store" > /dev/null; fi
 done

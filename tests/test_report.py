@@ -160,3 +160,10 @@ def test_committed_reports_regenerate_byte_identical(store, tmp_path):
                               if p.is_file() and p.relative_to(committed).parts[0] not in ("records", "search"))
     for relative in produced:
         assert (out / relative).read_bytes() == (committed / relative).read_bytes(), relative
+
+
+def test_core_variant_drops_values_records_implied_before_a_setting_existed():
+    from harness.report import core_variant
+
+    assert core_variant("K=20 holistic_projection=separate") == "K=20"
+    assert core_variant("holistic_projection=shared") == "holistic_projection=shared"

@@ -182,3 +182,12 @@ def test_early_stopping_is_a_pure_rule():
 
 def _literal(text: str) -> str:
     return re.escape(text)
+
+
+def test_the_symmetric_holistic_projection_is_the_new_default_and_old_records_stay_asymmetric():
+    path = next(p for p in committed_records() if json.loads(p.read_text())["config"]["method"] == "kdsr"
+                and "holistic_projection" not in json.loads(p.read_text())["config"])
+    record = json.loads(path.read_text())
+    assert TrialConfig.from_config(record["config"]).holistic_projection == "separate"
+    assert TrialConfig().holistic_projection == "shared"
+    assert TrialConfig(**record["config"]).key() != record["key"]  # today's default: a different trial
