@@ -148,8 +148,8 @@ def _expand(path: Path, encoders_file, seen: tuple) -> tuple[list[TrialConfig], 
             if setting.get("backbone") == "pop" and setting.get("method", SETTINGS["method"].default) != "id":
                 continue  # the most-popular baseline has no input embeddings to fuse modalities into
             trials.append(_checked_trial(path, setting, encoders_file))
-    elif fixed or data.get("exclude"):
-        raise GridError(f"{path}: 'fixed' and 'exclude' need 'axes'")
+    elif fixed or data.get("exclude") or data.get("preset"):
+        raise GridError(f"{path}: 'fixed', 'exclude' and 'preset' need 'axes' (they apply to this file's axes)")
     if not trials:
         raise GridError(f"{path}: the grid has no trials (empty axes, or everything excluded)")
     return trials, resources, str(data.get("description", "")).strip()

@@ -34,7 +34,8 @@ MISSING = "–"
 def variant(config: dict) -> str:
     """Settings that differ from the trial defaults, other than the grid's main axes (e.g. "K=20 D=4"); a
     setting a record predates counts with the value it implied (e.g. holistic_projection=separate)."""
-    trial = asdict(TrialConfig.from_config(config).canonical())
+    known = {k: v for k, v in config.items() if k in SETTINGS}  # a setting removed since: ignored here
+    trial = asdict(TrialConfig.from_config(known).canonical())
     defaults = asdict(TrialConfig(method=config["method"], backbone=config["backbone"]).canonical())
     diffs = [f"{k}={_fmt_value(v)}" for k, v in sorted(trial.items())
              if k not in AXES and not SETTINGS[k].execution and v != defaults[k]]
@@ -402,12 +403,16 @@ def kd_table(long: pd.DataFrame, trials: pd.DataFrame, metric: str, split: str, 
                & (long["method"] == KDSR)].merge(trials[["key", "K", "D"]], on="key")
     if sub[["K", "D"]].drop_duplicates().shape[0] < 2:
         return None
-    stats = sub.groupby(["dataset", "backbone", "encoder", "K", "D"])["value"].agg(["mean", "std", "count"]).reset_index()
-    rows = [[r.dataset, r.backbone, r.encoder, str(int(r.K)), str(int(r.D)), _mean_std_from(r.mean, r.std, r.count)]
-            for r in stats.itertuples()]
+    # settings other than K and D (e.g. holistic_projection=separate) keep their own cells and panels
+    sub = sub.assign(settings=[" ".join(t for t in v.split() if t.partition("=")[0] not in ("K", "D"))
+                               for v in sub["variant"]])
+    stats = sub.groupby(["dataset", "backbone", "encoder", "settings", "K", "D"])["value"].agg(
+        ["mean", "std", "count"]).reset_index()
+    rows = [[r.dataset, r.backbone, r.encoder, r.settings or MISSING, str(int(r.K)), str(int(r.D)),
+             _mean_std_from(r.mean, r.std, r.count)] for r in stats.itertuples()]
     caption = f"KDSR over the codebook size K and the number of sub-spaces D: {split} {metric}. " + protocol_caption(
         records, split)
-    return Table("k_d", caption, ["dataset", "backbone", "encoder", "K", "D", metric], rows, numeric=stats)
+    return Table("k_d", caption, ["dataset", "backbone", "encoder", "settings", "K", "D", metric], rows, numeric=stats)
 
 
 def retention_table(records: list[dict]) -> Table | None:
@@ -499,17 +504,18 @@ def scaling_figure(table: Table, metric: str, folder: Path) -> list[Path]:
 def kd_figure(table: Table, metric: str, folder: Path) -> list[Path]:
     plt = _figure_setup()
     stats = table.numeric
-    panels = list(dict.fromkeys(zip(stats["dataset"], stats["backbone"], stats["encoder"])))
+    panels = list(dict.fromkeys(zip(stats["dataset"], stats["backbone"], stats["encoder"], stats["settings"])))
     fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 2.6), squeeze=False)
-    for ax, (dataset, backbone, encoder) in zip(axes[0], panels):
-        sub = stats[(stats["dataset"] == dataset) & (stats["backbone"] == backbone) & (stats["encoder"] == encoder)]
+    for ax, (dataset, backbone, encoder, settings) in zip(axes[0], panels):
+        sub = stats[(stats["dataset"] == dataset) & (stats["backbone"] == backbone) & (stats["encoder"] == encoder)
+                    & (stats["settings"] == settings)]
         grid = sub.pivot_table(index="K", columns="D", values="mean")
         image = ax.imshow(grid.values, cmap="viridis", aspect="auto")
         ax.set_xticks(range(len(grid.columns)), [str(int(d)) for d in grid.columns])
         ax.set_yticks(range(len(grid.index)), [str(int(k)) for k in grid.index])
         ax.set_xlabel("D")
         ax.set_ylabel("K")
-        ax.set_title(f"{dataset} {backbone}\n{encoder}")
+        ax.set_title(f"{dataset} {backbone}\n{encoder}" + (f"\n{settings[:40]}" if settings else ""))
         fig.colorbar(image, ax=ax, label=metric)
     paths = _save(fig, folder, "k_d_heatmap")
     plt.close(fig)
@@ -533,9 +539,10 @@ def retention_figure(records: list[dict], folder: Path) -> list[Path] | None:
     # one panel per data set, backbone, modality and non-default setting; methods share a panel
     frame["core"] = frame["variant"].map(core_variant)
     if (frame["core"] == "").any():  # default settings only, where a grid also varies K, D, ...
-        frame = frame[frame["core"] == ""]
-    frame["method"] = [_labelled(m, v) if c == "" else m for m, v, c in zip(frame["method"], frame["variant"],
-                                                                           frame["core"])]
+        frame = frame[frame["core"] == ""].copy()
+    # panels by the core variant; a legacy-valued setting (dropped from the core) labels its method's line
+    frame["method"] = [_labelled(m, " ".join(t for t in v.split() if t not in c.split()))
+                       for m, v, c in zip(frame["method"], frame["variant"], frame["core"])]
     frame["variant"] = frame["core"]
     panels = sorted(set(zip(frame["dataset"], frame["backbone"], frame["modality"], frame["variant"])))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.6), squeeze=False)
