@@ -80,7 +80,9 @@ def evaluate(model, data: EvalSet, ks=DEFAULT_KS, batch_size: int = 512, device=
     # rows in order of history length, so that with `trim` each batch is cut to its own longest history
     order = torch.argsort((data.histories > 0).sum(dim=1), stable=True)
     ranks = torch.zeros(len(data), dtype=torch.long)
-    chunked = hasattr(model, "predict_states") and model.output_items().shape[0] - 1 > item_chunk
+    # the output item vectors once per evaluation (fused scoring computes them from the modality tables)
+    items = model.output_items() if hasattr(model, "predict_states") else None
+    chunked = items is not None and items.shape[0] - 1 > item_chunk
     for index in order.split(batch_size):
         # one spare column: BERT4Rec appends its [mask] token after the longest history
         history = data.histories[index]
@@ -91,7 +93,7 @@ def evaluate(model, data: EvalSet, ks=DEFAULT_KS, batch_size: int = 512, device=
             if seen is not None:  # the target is never excluded
                 keep = seen[1] != targets.cpu()[seen[0]]
                 seen = (seen[0][keep].to(device), seen[1][keep].to(device))
-            ranks[index] = chunked_ranks(model.predict_states(history), model.output_items(), targets, seen,
+            ranks[index] = chunked_ranks(model.predict_states(history), items, targets, seen,
                                          item_chunk).cpu()
             continue
         scores = model.predict(history).float()
