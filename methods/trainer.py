@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from kdsr_util.settings import setting
+from kdsr_util.settings import declared, setting
 from methods.backbones import count_trainable
 from methods.checkpoint import TrainingState
 from methods.evaluate import EvalSet, evaluate
@@ -55,8 +55,9 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
-        if self.precision not in PRECISIONS:  # fp16 used to train silently in fp32
-            raise ValueError(f"precision {self.precision!r}: choose from {', '.join(PRECISIONS)}")
+        """The declared checks also guard direct use (e.g. fp16, which used to train silently in fp32)."""
+        for declaration in declared(TrainConfig):
+            declaration.check(getattr(self, declaration.name))
 
     def as_dict(self) -> dict:
         return asdict(self)
