@@ -37,3 +37,24 @@ def dense_inter_rows(n_users: int, n_items: int, per_user: int, seed: int = 0) -
         for t, i in enumerate(rng.choice(n_items, size=per_user, replace=False)):
             rows.append((f"u{u}", f"it{i}", 5, 1000 * u + t))
     return rows
+
+
+def run_killed_in_validation(monkeypatch, run, call: int) -> None:
+    """Run `run()` with the trainer's validation dying (KeyboardInterrupt) at its `call`-th evaluation, as a
+    process killed during that epoch; the real evaluation is restored afterwards."""
+    import pytest
+
+    import methods.trainer as trainer
+
+    real_evaluate, calls = trainer.evaluate, []
+
+    def dying(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "evaluate", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    monkeypatch.setattr(trainer, "evaluate", real_evaluate)

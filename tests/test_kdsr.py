@@ -14,7 +14,7 @@ from methods.distill import (CodeLoss, HolisticLoss, correlation_vectors, fit_co
 from methods.evaluate import EvalSet
 from methods.multimodal import METHODS, DistillSettings, Modality, build_method_model
 from methods.trainer import TrainConfig, async_lr, fit, seed_everything
-from helpers import make_data
+from helpers import make_data, run_killed_in_validation
 
 
 def identity_projections(loss: HolisticLoss):
@@ -225,7 +225,6 @@ def test_fused_scoring_lets_an_items_content_reach_its_score(backbone):
 def test_resuming_from_a_checkpoint_gives_the_uninterrupted_result(backbone, tmp_path, monkeypatch):
     """KDSR (asynchronous schedule, sampled pairs, dropout; BERT4Rec's random masks) killed after epoch 3 and
     resumed from its checkpoint gives exactly the curves and metrics of an uninterrupted run."""
-    import methods.trainer as trainer
 
     data, windows, valid, test, features, mask = toy()
 
@@ -242,18 +241,7 @@ def test_resuming_from_a_checkpoint_gives_the_uninterrupted_result(backbone, tmp
 
     uninterrupted = run()
     path = tmp_path / "trial.pt"
-    real_evaluate, calls = trainer.evaluate, []
-
-    def killed_at_epoch_4(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 4:
-            raise KeyboardInterrupt  # the process dies during epoch 4's validation
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "evaluate", killed_at_epoch_4)
-    with pytest.raises(KeyboardInterrupt):
-        run(path)
-    monkeypatch.setattr(trainer, "evaluate", real_evaluate)
+    run_killed_in_validation(monkeypatch, lambda: run(path), call=4)  # the process dies in epoch 4's validation
     assert torch.load(path, weights_only=True)["epoch"] == 3
     resumed = run(path)
     assert resumed["resumed_after_epoch"] == 3 and uninterrupted["resumed_after_epoch"] == 0

@@ -4,7 +4,7 @@ import pytest
 from harness.data import DataError
 from harness.data.split import (histories, leave_one_out, popularity_buckets, popularity_thresholds, ratio_split,
                                 seen_items, train_item_counts, training_windows)
-from helpers import make_data
+from helpers import make_data, run_killed_in_validation
 
 
 def test_leave_one_out_positions():
@@ -113,7 +113,6 @@ def test_crop_training_resumes_with_the_same_crops(tmp_path, monkeypatch):
     resumed, a run gives the uninterrupted curves."""
     import torch
 
-    import methods.trainer as trainer
     from harness.data.split import RandomCrops
     from methods.backbones import build_backbone
     from methods.evaluate import EvalSet
@@ -131,18 +130,7 @@ def test_crop_training_resumes_with_the_same_crops(tmp_path, monkeypatch):
 
     full = run()
     path = tmp_path / "c.pt"
-    real_evaluate, calls = trainer.evaluate, []
-
-    def killed_in_epoch_3(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "evaluate", killed_in_epoch_3)
-    with pytest.raises(KeyboardInterrupt):
-        run(path)
-    monkeypatch.setattr(trainer, "evaluate", real_evaluate)
+    run_killed_in_validation(monkeypatch, lambda: run(path), call=3)
     resumed = run(path)
     strip = lambda r: [{k: v for k, v in c.items() if not k.endswith("seconds")} for c in r["curves"]]  # noqa: E731
     assert resumed["resumed_after_epoch"] == 2 and strip(resumed) == strip(full)
