@@ -20,7 +20,7 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -120,12 +120,11 @@ class ProgressCallback(tune.Callback):
 
 def print_plan(trials: list[TrialConfig], store: ResultStore, resources: dict) -> None:
     done, failed = store.done_keys(), store.failed_keys()
-    defaults = asdict(TrialConfig())
     rows = []
     for cfg in trials:
         key = cfg.key()
         other = {k: v for k, v in cfg.key_fields().items()
-                 if v != defaults[k] and k not in ("dataset", "backbone", "method", "encoder", "seed")}
+                 if v != TrialConfig.SETTINGS[k].implied and k not in ("dataset", "backbone", "method", "encoder", "seed")}
         rows.append({"key": key, "dataset": cfg.dataset, "backbone": cfg.backbone, "method": cfg.method,
                      "encoder": "+".join(cfg.encoder) or "-", "seed": cfg.seed,
                      "settings": " ".join(f"{k}={v}" for k, v in other.items()),

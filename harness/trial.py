@@ -77,7 +77,7 @@ class TrialConfigBase:
     def is_used(self, name: str) -> bool:
         """Whether this trial's backbone and method read the setting (the others are reset by canonical)."""
         declaration = self.SETTINGS[name]
-        if declaration.when and getattr(self, declaration.when[0]) not in declaration.when[1]:
+        if not declaration.applies(getattr(self, declaration.when[0]) if declaration.when else None):
             return False
         if declaration.group == "backbone" and self.backbone in BACKBONES:
             return name in BACKBONES[self.backbone].reads

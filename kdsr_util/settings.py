@@ -35,7 +35,8 @@ class Setting:
     item: type | None = None  # element type of a list setting (inferred from a non-empty default)
     per_modality: bool = False  # a list of one value (every modality) or one value per modality
     needs: str = ""  # a MethodSpec flag: the setting matters only to methods that set it
-    when: tuple = ()  # (other setting, allowed values): the setting matters only when the other has one of them
+    when: tuple = ()  # (other setting, allowed values or an interval such as "[1, inf)"): the setting matters
+    # only when the other has one of them
     execution: bool = False  # where or how fast a trial runs, not what it computes: never part of a result key
     before: Any = None  # for a setting added with a new default: the value configs written before it implied
     group: str = ""  # the component that declares it (filled by `declared`)
@@ -54,6 +55,13 @@ class Setting:
     def implied(self):
         """The value a stored config without this setting had (its old behaviour)."""
         return self.default if self.before is None else self.before
+
+    def applies(self, other_value) -> bool:
+        """Whether the setting matters when its `when` setting has `other_value` (True without `when`)."""
+        if not self.when:
+            return True
+        allowed = self.when[1]
+        return _inside(allowed, other_value) if isinstance(allowed, str) else other_value in allowed
 
     def fresh_default(self):
         return list(self.default) if isinstance(self.default, list) else self.default

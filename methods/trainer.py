@@ -41,6 +41,12 @@ class TrainConfig:
                                        "2026-12); N: each run of N batches of shuffled rows is sorted by length "
                                        "before it is cut into batches (then the batches are shuffled), and "
                                        "training and evaluation batches skip their all-padding columns")
+    bucket_weights: str = setting("targets", choices=("targets", "batch"), before="batch",
+                                  when=("length_buckets", "[1, inf)"),
+                                  help="with length buckets, targets: a batch's mean loss is weighted by its share "
+                                       "of the epoch's targets, so every target weighs as much as in unsorted "
+                                       "batches; batch: every batch weighs the same, so targets in batches of "
+                                       "short rows weigh more (the records before 2026-12-02)")
     stop_at_valid: float = setting(0.0, interval="[0, inf)",
                                    help=">0: stop once validation NDCG@10 reaches it (time-to-quality benchmarks)")
     # asynchronous learning for the model's `slow_parameters()` (KDSR's modality tables): their lr starts at
@@ -125,6 +131,16 @@ def length_bucketed(order: torch.Tensor, lengths: torch.Tensor, batch_size: int,
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
+def target_weights(targets_per_row: torch.Tensor, batches: list[torch.Tensor]) -> list[float]:
+    """A weight per batch for its mean loss: its targets over the mean targets per batch, so that the sum of
+    weighted batch means is the mean over all targets times the number of batches, as in unsorted batches
+    (where every batch holds about the mean). Length-sorted batches of short rows would otherwise give each of
+    their few targets a larger share of the epoch."""
+    per_batch = [float(targets_per_row[rows].sum()) for rows in batches]
+    mean = sum(per_batch) / max(len(per_batch), 1)
+    return [n / mean if mean > 0 else 1.0 for n in per_batch]
+
+
 def train_epoch(model, windows, optimizer, generator: torch.Generator, cfg: TrainConfig,
                 epoch: int) -> tuple[float, dict[str, float]]:
     """One pass over the training rows in a fresh shuffled order -> (mean loss, mean of each loss term).
@@ -141,10 +157,12 @@ def train_epoch(model, windows, optimizer, generator: torch.Generator, cfg: Trai
     order = torch.randperm(len(windows), generator=generator)
     batches = (length_bucketed(order, (windows > 0).sum(dim=1), cfg.batch_size, cfg.length_buckets, generator)
                if cfg.length_buckets else order.split(cfg.batch_size))
+    weights = (target_weights((windows[:, 1:] > 0).sum(dim=1), batches)
+               if cfg.length_buckets and cfg.bucket_weights == "targets" else [1.0] * len(batches))
     total, steps = 0.0, 0
     terms: dict[str, float] = {}
     bar = tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not cfg.progress, unit="batch")
-    for rows in bar:
+    for rows, weight in zip(bar, weights):
         batch = windows[rows]
         if cfg.length_buckets:  # cut to the longest real row (other shapes draw other dropout masks: opt-in)
             batch = trim_padding(batch)
@@ -156,7 +174,7 @@ def train_epoch(model, windows, optimizer, generator: torch.Generator, cfg: Trai
             raise NonFiniteLossError(f"non-finite training loss ({loss.item()}) at epoch {epoch}, step {steps}: "
                                      "lower the learning rate or use fp32")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * weight if weight != 1.0 else loss).backward()
         optimizer.step()
         total += loss.item()
         for name, value in parts.items():

@@ -51,7 +51,8 @@ def test_the_frozen_key_list_holds_only_declared_settings():
     # settings added since the list was frozen, or never keyed (execution only)
     assert set(SETTINGS) - KEYED_FIELDS_V1 == {"score_with", "device", "threads", "eval_batch_size", "train_samples",
                                                "sample_stride", "loss", "n_negatives", "negatives", "gbce_t",
-                                               "length_buckets", "holistic_projection"}
+                                               "length_buckets", "holistic_projection",
+                                               "bucket_weights"}
 
 
 def test_a_new_default_behaviour_gets_new_keys_and_old_records_keep_theirs():

@@ -5,7 +5,7 @@ import torch
 from harness.data.split import histories, leave_one_out, training_windows
 from methods.backbones import GRU4Rec, MostPopular, SASRec, build_backbone
 from methods.evaluate import EvalSet, evaluate
-from methods.trainer import NonFiniteLossError, TrainConfig, fit, seed_everything
+from methods.trainer import NonFiniteLossError, TrainConfig, fit, seed_everything, target_weights
 from helpers import make_data
 
 
@@ -126,6 +126,34 @@ def test_training_loss_ignores_padding_targets():
     padded = torch.tensor([[1, 2, 3, 0, 0]])
     trimmed = torch.tensor([[1, 2, 3]])
     assert torch.allclose(model.losses(padded)["rec"], model.losses(trimmed)["rec"])
+
+
+def test_target_weights_make_length_sorted_batches_weigh_every_target_alike():
+    """Weighted batch means sum to n_batches x the mean over all targets, however lengths are grouped; plain
+    batch means (the `batch` mode) overweight the targets of short rows."""
+    torch.manual_seed(0)
+    targets = torch.tensor([1, 2, 40, 50, 3, 45])
+    losses = [torch.rand(int(n)) for n in targets]  # a loss per target of each row
+    batches = [torch.tensor([0, 1, 4]), torch.tensor([2, 3, 5])]  # short rows together, long rows together
+    means = [torch.cat([losses[i] for i in rows]).mean() for rows in batches]
+    weights = target_weights(targets, batches)
+    overall = torch.cat(losses).mean()
+    assert abs(sum(w * m for w, m in zip(weights, means)) - len(batches) * overall) < 1e-5
+    assert weights[0] < 0.2 < 1.8 < weights[1]
+    assert target_weights(torch.tensor([0, 0]), [torch.tensor([0]), torch.tensor([1])]) == [1.0, 1.0]
+
+
+def test_bucketed_records_before_bucket_weights_keep_their_keys():
+    """Records written before bucket_weights read as `batch` and keep their keys; a new bucketed trial is a
+    new trial, and an unbucketed one is the same trial as before (the setting does not apply to it)."""
+    from harness.trial import TrialConfig
+    old = {"dataset": "ml-1m", "backbone": "sasrec", "method": "id", "length_buckets": 16}
+    stored = TrialConfig.from_config(old)
+    assert stored.bucket_weights == "batch"
+    assert TrialConfig(**old).key() != stored.key()
+    unbucketed = {"dataset": "ml-1m", "backbone": "sasrec", "method": "id"}
+    assert TrialConfig(**unbucketed).key() == TrialConfig.from_config(unbucketed).key()
+    assert "bucket_weights" not in TrialConfig(**unbucketed).key_fields()
 
 
 def test_batches_keep_full_width_by_default_and_skip_padding_with_length_buckets():
