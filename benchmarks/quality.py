@@ -21,34 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.anchors import load_anchors
+
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("HR@10", "NDCG@10", "MRR@10", "HR@20", "NDCG@20")
 COLD = ("HR@10", "NDCG@10")
-
-# Anchors: (model, source, protocol, test metrics). All on the same 5-core data and leave-one-out split with
-# full ranking; the protocol column says where they differ from a row of ours (max length, history).
-ANCHOR_PROTOCOL_2023 = "max length 200, d 64, 2 blocks, 1 head, dropout 0.1, history excluded"
-PEERS = {
-    "ml-100k": [
-        ("RecBole 1.2.1 SASRec (1 seed, measured by the issue author)", "RecBole 1.2.1, run here",
-         "max length 50, history included", {"HR@10": 0.126, "NDCG@10": 0.061}),
-        ("RecBole 1.2.1 GRU4Rec (1 seed, measured by the issue author)", "RecBole 1.2.1, run here",
-         "max length 50, history included", {"HR@10": 0.130, "NDCG@10": 0.064}),
-    ],
-    "ml-1m": [
-        ("SASRec+ (full-softmax CE), Klenitskiy & Vasilev, RecSys 2023", "antklen/sasrec-bert4rec-recsys23",
-         ANCHOR_PROTOCOL_2023, {"HR@10": 0.3152, "NDCG@10": 0.1821}),
-        ("SASRec+ with 3,000 sampled negatives, same paper", "antklen/sasrec-bert4rec-recsys23",
-         ANCHOR_PROTOCOL_2023, {"HR@10": 0.3159, "NDCG@10": 0.1857}),
-        ("BERT4Rec, same paper", "antklen/sasrec-bert4rec-recsys23", ANCHOR_PROTOCOL_2023,
-         {"HR@10": 0.2843, "NDCG@10": 0.1537}),
-        ("gSASRec (gBCE, 256 negatives), Petrov & Macdonald, RecSys 2023", "asash/gSASRec-pytorch",
-         "max length 200, history excluded", {"HR@10": 0.3003, "NDCG@10": 0.1726}),
-        ("BERT4Rec, replicability study, Petrov & Macdonald, RecSys 2022", "asash/bert4rec_repro",
-         "max length 200, history excluded", {"HR@10": 0.2821, "NDCG@10": 0.1516}),
-    ],
-}
-
 
 def run_one(args, backbone: str, method: str, seed: int, out_dir: Path) -> Path:
     out = out_dir / f"{backbone}-{method}-s{seed}.json"
@@ -103,9 +80,12 @@ def summarise(dataset: str, records: list[dict]) -> str:
                      + f" | {retention} | {epochs} | {speed:.1f} |")
     comparable = all(r["config"].get("train_fraction", 1) == 1 and r["config"].get("method", "id") == "id"
                      for r in records)
-    for name, source, protocol, values in PEERS.get(dataset, []) if comparable else []:
-        lines.append(f"| {name} ({source}; {protocol}) | | – | "
-                     + " | ".join(f"{values[m]:.4f}" if m in values else "–" for m in METRICS) + " | – | – | | | |")
+    for anchor in load_anchors().get(dataset, []) if comparable else []:  # harness/anchors.yaml
+        history = {True: "history excluded", False: "history included", None: "history: not stated"}
+        lines.append(f"| {anchor.model} ({anchor.paper}; {anchor.source}; {anchor.protocol}; "
+                     f"{history[anchor.history_excluded]}) | | – | "
+                     + " | ".join(f"{anchor.test[m]:.4f}" if m in anchor.test else "–" for m in METRICS)
+                     + " | – | – | | | |")
     first = records[0]
     protocol, stats, cfg = first["protocol"], first["dataset_stats"], first["config"]
     encoders = sorted({e for r in records for e in r["config"].get("encoder", [])})

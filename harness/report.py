@@ -19,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from harness.anchors import load_anchors
 from harness.store import load_records
 from harness.trial import SETTINGS, TrialConfig
 
@@ -347,6 +348,55 @@ def _improvement_row(kdsr: RowKey, block: list[RowKey], columns: list[Column], s
     return cells, stars
 
 
+ANCHOR_METRICS = ("HR@10", "NDCG@10")
+
+
+def anchors_table(records: list[dict], long: pd.DataFrame, split: str) -> Table | None:
+    """Our ID-only backbones (full training data) beside the published and peer anchors of the same data set
+    (harness/anchors.yaml), each row with its source and protocol. Anchors are test numbers: test split only."""
+    anchors = load_anchors()
+    ours = [r for r in records if r["config"]["method"] == "id" and r["config"]["dataset"] in anchors
+            and r["protocol"].get("train_fraction", 1.0) == 1.0]
+    if split != "test" or not ours:
+        return None
+    keys = {r["key"]: r for r in ours}
+    sub = long[long["key"].isin(keys) & (long["split"] == "test") & (long["group"] == "overall")
+               & long["metric"].isin(ANCHOR_METRICS)]
+    cells: dict[tuple, dict[str, dict[int, float]]] = {}
+    for rec in sub.itertuples():
+        history = keys[rec.key]["protocol"]["history_excluded"]
+        cells.setdefault((rec.dataset, rec.backbone, rec.variant, history), {}).setdefault(rec.metric, {})[rec.seed] = rec.value
+    header = ["data set", "model", "source", "protocol", "history excluded", "seeds", *ANCHOR_METRICS]
+    rows, groups, numeric = [], [], []
+    for dataset in _order([k[0] for k in cells], ()):
+        groups.append(len(rows))
+        own = sorted((k for k in cells if k[0] == dataset), key=lambda k: (_order_index(k[1], BACKBONE_ORDER), k[2]))
+        for key in own:
+            values = cells[key]
+            n = max(len(v) for v in values.values())
+            settings = " ".join(t for t in key[2].split() if not t.startswith("exclude_history=")) or "defaults"
+            rows.append([dataset, f"ours: {key[1]}", "this benchmark", settings, str(key[3]), str(n),
+                         *(_mean_std([values[m][s] for s in sorted(values[m])]) if m in values else MISSING
+                           for m in ANCHOR_METRICS)])
+            numeric.append({"dataset": dataset, "model": f"ours: {key[1]}", "source": "this benchmark",
+                            "protocol": settings, "history_excluded": key[3], "seeds": n,
+                            **{m: np.mean(list(values[m].values())) if m in values else np.nan for m in ANCHOR_METRICS}})
+        for anchor in anchors[dataset]:
+            history = MISSING if anchor.history_excluded is None else str(anchor.history_excluded)
+            rows.append([dataset, anchor.model, f"{anchor.paper}; {anchor.source}", anchor.protocol, history, MISSING,
+                         *(f"{anchor.test[m]:.4f}" if m in anchor.test else MISSING for m in ANCHOR_METRICS)])
+            numeric.append({"dataset": dataset, "model": anchor.model, "source": f"{anchor.paper}; {anchor.source}",
+                            "protocol": anchor.protocol, "history_excluded": anchor.history_excluded, "seeds": np.nan,
+                            **{m: anchor.test.get(m, np.nan) for m in ANCHOR_METRICS}})
+    caption = ("Anchors: our ID-only backbones (mean ± std over seeds, full training data) beside published and "
+               "peer numbers on the same data set (harness/anchors.yaml). Test split. Every row: chronological "
+               "leave-one-out, full ranking over all items, 5-core; the protocol column gives each row's settings "
+               "(ours: those that differ from the trial defaults), and history excluded whether the user's earlier "
+               "items were removed from the ranking (– where the source does not say). A row compares with another "
+               "only under the same protocol.")
+    return Table("anchors", caption, header, rows, groups=groups, numeric=pd.DataFrame(numeric))
+
+
 def efficiency_table(records: list[dict], trials: pd.DataFrame) -> Table:
     grouped = trials.groupby(["dataset", "backbone", "method", "encoder", "variant"], sort=False)
     rows, numeric = [], []
@@ -601,6 +651,9 @@ def write_report(results: str | Path, out: str | Path, metrics=DEFAULT_METRICS, 
                                 long[long["key"].isin(keys)], metrics[:3], split, methods=[KDSR, *ABLATIONS])
         if ablation and encoder != MISSING and len(ablation.rows) > len(ablation.groups):
             tables.append(ablation)
+    anchors = anchors_table(records, long, split)
+    if anchors:
+        tables.append(anchors)
     scaling = scaling_table(long, trials, "NDCG@10", split, records)
     if scaling:
         tables.append(scaling)

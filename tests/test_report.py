@@ -167,3 +167,35 @@ def test_core_variant_drops_values_records_implied_before_a_setting_existed():
 
     assert core_variant("K=20 holistic_projection=separate") == "K=20"
     assert core_variant("holistic_projection=shared") == "holistic_projection=shared"
+
+
+def test_anchors_table_puts_our_backbones_beside_the_published_numbers_with_their_protocol(tmp_path):
+    """ID-only rows of ours (per backbone and protocol) and every anchor of the data set, each with its source;
+    sparse-regime trials never sit beside full-data anchors."""
+    from harness.anchors import load_anchors
+
+    records = [record("id", s, 0.1 + 0.01 * s, exclude_history=True) for s in range(3)]
+    records += [record("kdsr", 0, 0.2), record("id", 0, 0.05, train_fraction=0.2)]
+    records[-1]["protocol"] = {**PROTOCOL, "train_fraction": 0.2}
+    for r in records[:3]:
+        r["protocol"] = {**PROTOCOL, "history_excluded": True}
+    out = write_report(write(tmp_path / "r", records), tmp_path / "o")
+    lines = (out / "tables" / "anchors.md").read_text().splitlines()
+    ours = [line for line in lines if "| ours:" in line]
+    assert len(ours) == 1 and "| True | 3 | 0.2200 ± 0.0200 | 0.1100 ± 0.0100 |" in ours[0]
+    for anchor in load_anchors()["ml-100k"]:
+        row = next(line for line in lines if f"| {anchor.model} |" in line)
+        assert anchor.source in row and f"{anchor.test['NDCG@10']:.4f}" in row and "| False |" in row
+
+
+def test_a_malformed_anchor_names_the_file_the_entry_and_the_field(tmp_path):
+    from harness.anchors import load_anchors
+
+    path = tmp_path / "anchors.yaml"
+    path.write_text("ml-1m:\n  - model: X\n    backbone: sasrec\n    paper: P\n    source: S\n    protocol: L\n"
+                    "    history_excluded: maybe\n    test: {NDCG@10: 0.1}\n  - model: Y\n")
+    with pytest.raises(ValueError, match=r"anchors.yaml: ml-1m entry 1: history_excluded must be true, false or null"):
+        load_anchors(path)
+    path.write_text("ml-1m:\n  - model: Y\n")
+    with pytest.raises(ValueError, match=r"ml-1m entry 1: missing field\(s\) backbone, paper"):
+        load_anchors(path)
