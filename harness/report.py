@@ -194,10 +194,12 @@ def protocol_caption(records: list[dict], split: str, extra: str = "") -> str:
     first = records[0]["protocol"]
     seeds = sorted({r["config"]["seed"] for r in records})
     history = {r["protocol"]["history_excluded"] for r in records}
+    decisions = sorted({r["protocol"]["history_decision"] for r in records if "history_decision" in r["protocol"]})
+    decided = f" ({'; '.join(decisions)})" if decisions else ""  # records before 2026-12-02 have none
     fractions = sorted({r["protocol"].get("train_fraction", 1.0) for r in records})
     sparse = "" if fractions == [1.0] else f"; training kept per user (sparse regime): {fractions}"
     return (f"{split.capitalize()} split. Protocol: {'; '.join(sorted(protocols))}; {first['ranking']}; "
-            f"history items excluded from ranking: {', '.join(map(str, sorted(history)))}; model selection: "
+            f"history items excluded from ranking: {', '.join(map(str, sorted(history)))}{decided}; model selection: "
             f"{first['model_selection'].split(' (')[0]} on validation only; mean ± std over seeds {seeds}"
             f"{sparse}.{(' ' + extra) if extra else ''}")
 

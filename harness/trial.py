@@ -16,7 +16,8 @@ import torch
 
 from encoders.registry import registry
 from harness.data import DataError, PreprocessOptions, load_dataset, unknown_dataset, make_split
-from harness.data.split import (POPULARITY_BUCKETS, ProtocolOptions, histories, keep_recent_training,
+from harness.data.split import (POPULARITY_BUCKETS, ProtocolOptions, decide_history_exclusion, histories,
+                                keep_recent_training,
                                 RandomCrops, popularity_buckets, popularity_thresholds, seen_items,
                                 train_item_counts, training_rows, training_windows)
 from harness.features import FeatureSettings, load_modalities
@@ -230,7 +231,8 @@ def run_trial(cfg: TrialConfig, data_dir=None, image_dir=None, model_dir=None, e
     model = build_method_model(cfg.method, cfg.backbone, data.n_items, cfg.max_len, modalities, distill,
                                item_counts=torch.from_numpy(counts), backbone_settings=cfg.backbone_settings(),
                                loss=cfg.part(LossSettings))
-    train_cfg = cfg.part(TrainConfig, device=device, seed=cfg.seed, progress=progress)
+    exclude_history, history_decision = decide_history_exclusion(cfg.exclude_history, data, split)
+    train_cfg = cfg.part(TrainConfig, device=device, seed=cfg.seed, progress=progress, exclude_history=exclude_history)
     setup_seconds = time.perf_counter() - started  # data, split, features, codebook, model: the harness's share
     samples = (RandomCrops(data, split, cfg.max_len) if cfg.train_samples == "crop" else
                torch.from_numpy(windows if cfg.train_samples == "windows" else
@@ -239,7 +241,8 @@ def run_trial(cfg: TrialConfig, data_dir=None, image_dir=None, model_dir=None, e
     protocol = {
         "split": split.describe(),
         "ranking": "full ranking over all items (no sampled negatives); ties count against the model",
-        "history_excluded": cfg.exclude_history,
+        "history_excluded": exclude_history,
+        "history_decision": history_decision,
         "model_selection": f"best validation {train_cfg.valid_metric} (patience {cfg.patience}); test evaluated once",
         "training_targets": TRAINING_TARGETS[cfg.train_samples].format(L=cfg.max_len, stride=cfg.sample_stride),
         "train_fraction": cfg.train_fraction,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 METADATA_KEY = "kdsr_setting"
+AUTO = "auto"
 
 
 class SettingError(ValueError):
@@ -39,10 +40,14 @@ class Setting:
     # only when the other has one of them
     execution: bool = False  # where or how fast a trial runs, not what it computes: never part of a result key
     before: Any = None  # for a setting added with a new default: the value configs written before it implied
+    auto: bool = False  # also takes AUTO (its default then): the harness decides the value from the data
     group: str = ""  # the component that declares it (filled by `declared`)
 
     @property
     def kind(self) -> type:
+        """The type of a value (for an `auto` setting: of a decided value, e.g. bool)."""
+        if self.auto:
+            return self.item
         return list if isinstance(self.default, list) else type(self.default)
 
     @property
@@ -69,6 +74,8 @@ class Setting:
     def parse(self, value):
         """A value from a grid file or a search -> this setting's type (an int where a float is expected
         is converted, a scalar for a list setting becomes a one-element list), then checked."""
+        if self.auto and value == AUTO:
+            return AUTO
         if self.kind is list:
             values = value if isinstance(value, (list, tuple)) else [value]
             parsed = [_coerce(self, self.element, v) for v in values]
@@ -79,6 +86,8 @@ class Setting:
 
     def check(self, value) -> None:
         """Raise SettingError unless `value` (already of this setting's type) is allowed."""
+        if self.auto and value == AUTO:
+            return
         if self.kind is list:
             if not isinstance(value, (list, tuple)):
                 raise SettingError(f"{self.name}: {value!r} is not a list of {self.element.__name__}")
@@ -101,6 +110,8 @@ class Setting:
 def setting(default, **options) -> dataclasses.Field:
     """A dataclass field that is also a declared trial setting (see Setting for the options)."""
     declaration = Setting(name="", default=default, **options)
+    if declaration.auto and (declaration.item is None or default != AUTO):
+        raise TypeError("an auto setting has the default AUTO and names the type of its decided values (item=)")
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata={METADATA_KEY: declaration})
     return dataclasses.field(default=default, metadata={METADATA_KEY: declaration})

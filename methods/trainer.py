@@ -31,7 +31,7 @@ class TrainConfig:
     patience: int = setting(10, interval="[1, inf)",
                             help="epochs without a validation improvement before stopping")
     eval_batch_size: int = setting(512, interval="[1, inf)", execution=True, help="users per evaluation batch")
-    exclude_history: bool = setting(False, help="remove the user's earlier items from the ranking")
+    exclude_history: bool = False  # remove the user's earlier items from the ranking (the harness decides it)
     device: str = setting("cpu", pattern=r"auto|cpu|cuda(:\d+)?", execution=True,
                           help="auto, cpu, cuda or cuda:N")
     precision: str = setting("fp32", choices=PRECISIONS,

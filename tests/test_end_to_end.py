@@ -35,7 +35,8 @@ def test_sasrec_beats_most_popular_on_ml100k(cache, tmp_path):
     assert record["dataset_stats"]["users"] == 943 and record["test"]["overall"]["n"] == 943
     assert record["epochs_run"] == 6 and 1 <= record["best_epoch"] <= 6
     assert record["trainable_params"] > 0 and record["seconds_per_epoch"] > 0 and record["peak_memory_mb"] > 0
-    assert "leave-one-out" in record["protocol"]["split"] and record["protocol"]["history_excluded"] is False
+    assert "leave-one-out" in record["protocol"]["split"] and record["protocol"]["history_excluded"] is True
+    assert record["protocol"]["history_decision"] == "auto: no user repeats an item in the training data"
     assert sum(record["test"][b]["n"] for b in ("cold", "warm", "hot")) == 943
 
 

@@ -134,3 +134,19 @@ def test_crop_training_resumes_with_the_same_crops(tmp_path, monkeypatch):
     resumed = run(path)
     strip = lambda r: [{k: v for k, v in c.items() if not k.endswith("seconds")} for c in r["curves"]]  # noqa: E731
     assert resumed["resumed_after_epoch"] == 2 and strip(resumed) == strip(full)
+
+
+def test_history_exclusion_is_decided_from_the_training_data():
+    """auto: excluded when no user repeats an item in training (MovieLens); included, with the count, when
+    some do; an explicit value is kept. Repeats outside the training part do not count."""
+    from harness.data.split import decide_history_exclusion
+
+    once = make_data([[1, 2, 3, 4], [2, 3, 4, 5]])
+    assert decide_history_exclusion("auto", once, leave_one_out(once)) == (
+        True, "auto: no user repeats an item in the training data")
+    repeats = make_data([[1, 2, 1, 4, 5], [2, 3, 4, 5], [3, 3, 4, 5]])
+    assert decide_history_exclusion("auto", repeats, leave_one_out(repeats)) == (
+        False, "auto: 2 of 3 users repeat an item in the training data")
+    only_in_test = make_data([[1, 2, 3, 1], [2, 3, 4, 5]])  # the test target repeats the first item
+    assert decide_history_exclusion("auto", only_in_test, leave_one_out(only_in_test))[0] is True
+    assert decide_history_exclusion(False, once, leave_one_out(once)) == (False, "set explicitly")

@@ -147,11 +147,11 @@ def test_bucketed_records_before_bucket_weights_keep_their_keys():
     """Records written before bucket_weights read as `batch` and keep their keys; a new bucketed trial is a
     new trial, and an unbucketed one is the same trial as before (the setting does not apply to it)."""
     from harness.trial import TrialConfig
-    old = {"dataset": "ml-1m", "backbone": "sasrec", "method": "id", "length_buckets": 16}
+    old = {"dataset": "ml-1m", "backbone": "sasrec", "method": "id", "exclude_history": True, "length_buckets": 16}
     stored = TrialConfig.from_config(old)
     assert stored.bucket_weights == "batch"
     assert TrialConfig(**old).key() != stored.key()
-    unbucketed = {"dataset": "ml-1m", "backbone": "sasrec", "method": "id"}
+    unbucketed = {"dataset": "ml-1m", "backbone": "sasrec", "method": "id", "exclude_history": True}
     assert TrialConfig(**unbucketed).key() == TrialConfig.from_config(unbucketed).key()
     assert "bucket_weights" not in TrialConfig(**unbucketed).key_fields()
 

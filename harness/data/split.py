@@ -12,7 +12,7 @@ import numpy as np
 
 from harness.data.dataset import SequenceData
 from harness.data.errors import DataError
-from kdsr_util.settings import setting
+from kdsr_util.settings import AUTO, setting
 
 
 SPLITS = ("loo", "ratio")
@@ -33,6 +33,11 @@ class ProtocolOptions:
                                       "user's most recent window only (SASRec+); crop = one random full-length "
                                       "window per user, fresh every epoch; stride = overlapping windows ending "
                                       "every sample_stride targets")
+    exclude_history: bool | str = setting(AUTO, auto=True, item=bool, before=False,
+                                          help="remove the user's earlier items from the ranking; auto: decided "
+                                               "from the training data (excluded when no user repeats an item, "
+                                               "as in MovieLens); records before 2026-12-02 included them unless "
+                                               "set")
     sample_stride: int = setting(25, interval="[1, inf)", when=("train_samples", ("stride",)),
                                  help="targets between the ends of overlapping windows (train_samples stride)")
 
@@ -186,6 +191,29 @@ def seen_items(data: SequenceData, positions: np.ndarray) -> tuple[np.ndarray, n
 
 
 POPULARITY_BUCKETS = ("cold", "warm", "hot")
+
+
+def users_repeating_items(data: SequenceData, split: Split) -> int:
+    """Users whose training part holds some item more than once."""
+    start = data.user_offsets[:-1]
+    users = np.repeat(np.arange(data.n_users), split.train_end - start)
+    items = data.item_seq[_ranges(start, split.train_end)]
+    order = np.lexsort((items, users))
+    users, items = users[order], items[order]
+    repeated = (users[1:] == users[:-1]) & (items[1:] == items[:-1])
+    return len(np.unique(users[1:][repeated]))
+
+
+def decide_history_exclusion(setting, data: SequenceData, split: Split) -> tuple[bool, str]:
+    """`exclude_history` (True, False or "auto") -> (exclude?, the reason stated in the record and captions).
+    Auto excludes the user's earlier items from the ranking when no user repeats an item in training: on
+    such data the next item is never one of them, and ranking them only spends top-k slots."""
+    if setting != AUTO:
+        return bool(setting), "set explicitly"
+    repeating = users_repeating_items(data, split)
+    if repeating == 0:
+        return True, "auto: no user repeats an item in the training data"
+    return False, f"auto: {repeating} of {data.n_users} users repeat an item in the training data"
 
 
 def train_item_counts(data: SequenceData, split: Split) -> np.ndarray:
