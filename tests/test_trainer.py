@@ -143,17 +143,16 @@ def test_target_weights_make_length_sorted_batches_weigh_every_target_alike():
     assert target_weights(torch.tensor([0, 0]), [torch.tensor([0]), torch.tensor([1])]) == [1.0, 1.0]
 
 
-def test_bucketed_records_before_bucket_weights_keep_their_keys():
-    """Records written before bucket_weights read as `batch` and keep their keys; a new bucketed trial is a
-    new trial, and an unbucketed one is the same trial as before (the setting does not apply to it)."""
+def test_bucket_weights_enter_a_key_only_when_not_the_default_and_buckets_are_on():
+    """`batch` (the behaviour before the setting existed) keeps earlier keys; `targets` is another trial; an
+    unbucketed trial is one trial whatever bucket_weights says (the setting does not apply to it)."""
     from harness.trial import TrialConfig
-    old = {"dataset": "ml-1m", "backbone": "sasrec", "method": "id", "exclude_history": True, "length_buckets": 16}
-    stored = TrialConfig.from_config(old)
-    assert stored.bucket_weights == "batch"
-    assert TrialConfig(**old).key() != stored.key()
+    bucketed = {"dataset": "ml-1m", "backbone": "sasrec", "method": "id", "exclude_history": True, "length_buckets": 16}
+    assert TrialConfig.from_config(bucketed).bucket_weights == "batch"
+    assert TrialConfig(**bucketed, bucket_weights="targets").key() != TrialConfig.from_config(bucketed).key()
+    assert "bucket_weights" not in TrialConfig(**bucketed).key_fields()
     unbucketed = {"dataset": "ml-1m", "backbone": "sasrec", "method": "id", "exclude_history": True}
-    assert TrialConfig(**unbucketed).key() == TrialConfig.from_config(unbucketed).key()
-    assert "bucket_weights" not in TrialConfig(**unbucketed).key_fields()
+    assert TrialConfig(**unbucketed, bucket_weights="targets").key() == TrialConfig(**unbucketed).key()
 
 
 def test_batches_keep_full_width_by_default_and_skip_padding_with_length_buckets():
