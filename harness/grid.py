@@ -15,6 +15,9 @@ A grid file (harness/grids/NAME.yaml, or any path):
     exclude:                         # optional: drop trials that match every entry of one item
       - {backbone: gru4rec, method: [mse_kd, contrastive_kd]}
     resources: {cpus_per_trial: 1, gpus_per_trial: 0.25}   # optional defaults for the sweep
+    search:                          # optional: the space of `--search optuna` (else harness.search's)
+      lr: [loguniform, 1.0e-4, 1.0e-2]
+      n_layers: [choice, [1, 2, 3]]
 
 Trials are canonicalised (settings a method or backbone ignores are reset, see TrialConfig.canonical),
 so an axis a method ignores does not multiply its trials; duplicates are dropped by key. Grid files are
@@ -34,7 +37,8 @@ from harness.trial import SETTINGS, TrialConfig
 from kdsr_util.settings import SettingError
 
 GRID_DIR = Path(__file__).resolve().parent / "grids"
-FILE_KEYS = {"description", "include", "preset", "fixed", "axes", "exclude", "resources"}
+FILE_KEYS = {"description", "include", "preset", "fixed", "axes", "exclude", "resources", "search"}
+DISTRIBUTIONS = {"loguniform": 2, "uniform": 2, "choice": 1}  # name -> number of arguments
 RESOURCE_KEYS = {"cpus_per_trial", "gpus_per_trial"}
 
 
@@ -48,6 +52,7 @@ class Grid:
     description: str
     trials: list[TrialConfig]  # canonical, unique by key, in grid order
     resources: dict = field(default_factory=dict)
+    search: dict | None = None  # setting -> (distribution, arguments) for --search optuna; None: the default
 
     def keys(self) -> list[str]:
         return [t.key() for t in self.trials]
@@ -74,7 +79,34 @@ def load_grid(name: str, encoders_file=None) -> Grid:
     unique: dict[str, TrialConfig] = {}
     for trial in trials:
         unique.setdefault(trial.key(), trial)
-    return Grid(path.stem, description, list(unique.values()), resources)
+    search = _search_space(path, _read(path).get("search"))
+    return Grid(path.stem, description, list(unique.values()), resources, search)
+
+
+def _search_space(path: Path, raw) -> dict | None:
+    """A grid's `search:` mapping -> {setting: (distribution, arguments)}, every name and value checked."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not raw:
+        raise GridError(f"{path}: search: a mapping of setting -> [distribution, arguments...], "
+                        "e.g. lr: [loguniform, 1.0e-4, 1.0e-2]")
+    space = {}
+    for name, spec in raw.items():
+        where = f"{path}: search.{name}"
+        if name not in SETTINGS:
+            raise GridError(f"{where}: unknown setting; valid settings: {', '.join(SETTINGS)}")
+        if not isinstance(spec, list) or not spec or spec[0] not in DISTRIBUTIONS or len(spec) - 1 != DISTRIBUTIONS[spec[0]]:
+            raise GridError(f"{where}: give [loguniform, low, high], [uniform, low, high] or [choice, [values]]")
+        kind, arguments = spec[0], spec[1:]
+        values = arguments[0] if kind == "choice" else arguments
+        if kind == "choice" and (not isinstance(values, list) or not values):
+            raise GridError(f"{where}: choice needs a non-empty list of values")
+        for value in values:
+            _check(path, f"search.{name}", name, value)
+        if kind != "choice" and not values[0] < values[1]:
+            raise GridError(f"{where}: low {values[0]} must be below high {values[1]}")
+        space[name] = (kind, (values,) if kind == "choice" else tuple(arguments))
+    return space
 
 
 def filter_trials(trials: list[TrialConfig], only: list[str]) -> list[TrialConfig]:

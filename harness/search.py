@@ -34,15 +34,17 @@ SEARCH_SPACE = {
 }
 
 
-def search_space(cfg: TrialConfig) -> dict:
+def search_space(cfg: TrialConfig, space: dict | None = None) -> dict:
+    """The Ray Tune space of a cell: `space` (a grid's `search:`) or SEARCH_SPACE, limited to the settings
+    the cell's backbone and method read."""
     if cfg.backbone == "pop":
         return {}
-    return {name: getattr(tune, kind)(*arguments) for name, (kind, arguments) in SEARCH_SPACE.items()
+    return {name: getattr(tune, kind)(*arguments) for name, (kind, arguments) in (space or SEARCH_SPACE).items()
             if cfg.is_used(name)}
 
 
 def optuna_cells(trials: list[TrialConfig], store: ResultStore, resources: dict, options: SweepOptions,
-                 grid_name: str) -> list[TrialConfig]:
+                 grid_name: str, space: dict | None = None) -> list[TrialConfig]:
     """Search each cell (or read its stored best setting) -> the cells' best settings x their seeds."""
     cells: dict[str, list[TrialConfig]] = {}
     for cfg in trials:
@@ -51,21 +53,28 @@ def optuna_cells(trials: list[TrialConfig], store: ResultStore, resources: dict,
     for cell, members in cells.items():
         members = sorted(members, key=lambda c: c.seed)
         summary_path = store.root / "search" / f"{cell}.json"
+        wanted = {name: [kind, *arguments] for name, (kind, arguments) in (space or SEARCH_SPACE).items()
+                  if members[0].is_used(name)}
         if summary_path.is_file():
-            best = json.loads(summary_path.read_text())["best"]
+            stored = json.loads(summary_path.read_text())
+            if "space" in stored and stored["space"] != json.loads(json.dumps(wanted)):
+                raise ValueError(f"{summary_path}: this cell was searched over another space ({stored['space']}); "
+                                 "delete the file to search again, or use another --storage")
+            best = stored["best"]
             if members[0].backbone == "gru4rec" and "dropout" in best:  # summaries before 2026-12 named it so
                 best = {("gru_dropout" if k == "dropout" else k): v for k, v in best.items()}
         else:
-            best = search_cell(cell, members[0], store, resources, options, grid_name)
+            best = search_cell(cell, members[0], store, resources, options, grid_name, space)
             write_record({"cell": asdict(members[0]), "best": best, "samples": options.num_samples,
+                          "space": wanted,
                           "metric": SUMMARY_METRIC, "sampler": "optuna TPESampler(seed=0)"}, summary_path)
         final += [c.with_values(best) for c in members]
     return final
 
 
 def search_cell(cell: str, base: TrialConfig, store: ResultStore, resources: dict, options: SweepOptions,
-                grid_name: str) -> dict:
-    space = search_space(base)
+                grid_name: str, space: dict | None = None) -> dict:
+    space = search_space(base, space)
     if not space:
         return {}
     prepare_features([base], options)

@@ -222,7 +222,7 @@ def run_sweep(grid: Grid, trials: list[TrialConfig], store: ResultStore, options
     resources = trial_resources(grid.resources, options, ray.cluster_resources().get("GPU", 0))
     n_failed = 0
     if search == "optuna":
-        trials = optuna_cells(trials, store, resources, options, grid.name)  # the cells' best settings x seeds
+        trials = optuna_cells(trials, store, resources, options, grid.name, grid.search)  # the cells' best settings x seeds
         pending = [t for t in trials if t.key() not in store.done_keys()]
     if pending:
         prepare_features(pending, options)

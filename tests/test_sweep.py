@@ -43,7 +43,7 @@ def test_long_trials_print_their_epochs_at_most_once_a_minute(capsys):
 # ---------------------------------------------------------------- grids (no Ray)
 def test_dry_run_counts_of_every_shipped_grid(capsys):
     expected = {"demo": 3, "smoke": 3, "ml1m": 3, "sparse": 2 * (1 + 3 * 2) * 3, "sparse-ml1m": 1 + 2 * 2, "kdsr-knobs": 3 * 5,
-                "samples-ml100k": 2 * 4 * 3, "buckets-ml100k": 3 + 2 * 3, "holistic-ml100k": 2 * 3, "strong-ml1m": 3, "strong-ml100k": 2 * 2 * 5, "kdsr-strong-ml100k": 2 * 6 * 3, "cpu": 2 * (1 + 8 * 2) * 3, "paper": 4 * 3 * (1 + 8 * 3) * 3,
+                "samples-ml100k": 2 * 4 * 3, "buckets-ml100k": 3 + 2 * 3, "holistic-ml100k": 2 * 3, "strong-ml1m": 3, "strong-ml100k": 2 * 2 * 5, "search-ml100k": 3 * 5, "kdsr-strong-ml100k": 2 * 6 * 3, "cpu": 2 * (1 + 8 * 2) * 3, "paper": 4 * 3 * (1 + 8 * 3) * 3,
                 # per encoder: 3 baselines that ignore K and D + kdsr over 3 K x 4 D; 3 seeds
                 "scaling": 16 * (3 + 12) * 3}
     # full = paper + scaling - their overlap (beauty, sasrec, vit-base / clip-b32-text, 4 methods, K 50 D 8)
@@ -183,3 +183,38 @@ def test_kill_9_then_resume_runs_every_trial_once(ray_cluster, tmp_path):
     assert all(json.loads(after[key])["resumed_after_epoch"] >= 1 for key in interrupted)
     assert not list((store / "records").glob(".*"))  # no temp files left behind
     assert not list((store / "checkpoints").glob("*"))  # checkpoints go once their record is stored
+
+
+def test_a_grid_names_its_search_space_and_a_stored_search_of_another_space_is_refused(tmp_path):
+    """`search:` replaces the default space, limited per cell to the settings its backbone reads (no
+    mask_prob for SASRec); a malformed entry names the file and the key; a cell searched before over
+    another space is not silently reused."""
+    from harness.raytune import SweepOptions
+    from harness.search import optuna_cells, search_space
+
+    path = tmp_path / "g.yaml"
+    path.write_text(yaml.safe_dump({"axes": {"dataset": ["ml-100k"], "backbone": ["sasrec"], "method": ["id"]},
+                                    "search": {"lr": ["loguniform", 1e-4, 1e-2], "n_layers": ["choice", [1, 2, 3]],
+                                               "mask_prob": ["uniform", 0.1, 0.6]}}))
+    grid = load_grid(str(path))
+    assert grid.search == {"lr": ("loguniform", (1e-4, 1e-2)), "n_layers": ("choice", ([1, 2, 3],)),
+                           "mask_prob": ("uniform", (0.1, 0.6))}
+    assert sorted(search_space(grid.trials[0], grid.search)) == ["lr", "n_layers"]
+    store = ResultStore(tmp_path / "store")
+    cell = grid.trials[0].key()
+    summary = store.root / "search" / f"{cell}.json"
+    summary.parent.mkdir(parents=True)
+    summary.write_text(json.dumps({"best": {"lr": 0.002}, "space": {"lr": ["loguniform", 1e-4, 1e-2]}}))
+    with pytest.raises(ValueError, match="searched over another space"):
+        optuna_cells(grid.trials, store, {"cpu": 1}, SweepOptions(), "g", grid.search)
+    summary.write_text(json.dumps({"best": {"lr": 0.002, "n_layers": 3},
+                                   "space": {"lr": ["loguniform", 1e-4, 1e-2], "n_layers": ["choice", [1, 2, 3]]}}))
+    [final] = optuna_cells(grid.trials, store, {"cpu": 1}, SweepOptions(), "g", grid.search)
+    assert final.lr == 0.002 and final.n_layers == 3
+    for bad, message in (({"nope": ["uniform", 0, 1]}, "search.nope: unknown setting"),
+                         ({"lr": ["normal", 0, 1]}, r"search.lr: give \[loguniform"),
+                         ({"lr": ["uniform", 0.1, 0.01]}, "low 0.1 must be below high 0.01"),
+                         ({"n_layers": ["choice", [0]]}, "n_layers")):
+        path.write_text(yaml.safe_dump({"axes": {"method": ["id"]}, "search": bad}))
+        with pytest.raises(GridError, match=message):
+            load_grid(str(path))
