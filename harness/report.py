@@ -525,32 +525,66 @@ def _save(fig, folder: Path, name: str) -> list[Path]:
     return paths
 
 
-def scaling_figure(table: Table, metric: str, folder: Path) -> list[Path]:
+def _without_common_settings(labels: list[str]) -> tuple[list[str], set]:
+    """Line labels "method (settings)" without the settings every label shares (those go to the title)."""
+    settings = [label.partition(" (")[2].rstrip(")").split() for label in labels]
+    common = set.intersection(*map(set, settings)) if settings else set()
+    return [_labelled(label.split(" (")[0], " ".join(t for t in own if t not in common))
+            for label, own in zip(labels, settings)], common
+
+
+def scaling_figure(table: Table, metric: str, folder: Path, reference: dict, methods: list[str],
+                   name: str) -> list[Path] | None:
     """One panel per data set, backbone and encoder family (with its modality); families with a single
-    size share one panel per modality, so a line still shows the metric against encoder size."""
-    plt = _figure_setup()
+    size share one panel per modality, so a line still shows the metric against encoder size. Points are
+    means over seeds with ± one standard error; the ID-only backbone (`reference`: (data set, backbone) ->
+    mean, standard error) is a horizontal band. `methods`: the lines to draw (e.g. without the ablations)."""
     stats = table.numeric.copy()
+    stats = stats[stats["method"].map(lambda m: m.split(" (")[0]).isin(methods)]
+    if stats.empty:
+        return None
+    plt = _figure_setup()
+    stats["method"], common = _without_common_settings(list(stats["method"]))
     sizes = stats.groupby("family")["encoder_params"].nunique()
     stats["panel"] = [f if sizes[f] > 1 else f"{f.split(':')[-1]}: one size per family" for f in stats["family"]]
     panels = list(dict.fromkeys(zip(stats["dataset"], stats["backbone"], stats["panel"])))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.0), squeeze=False, constrained_layout=True)
     for ax, (dataset, backbone, panel) in zip(axes[0], panels):
         sub = stats[(stats["dataset"] == dataset) & (stats["backbone"] == backbone) & (stats["panel"] == panel)]
+        if (dataset, backbone) in reference:
+            mean, error = reference[(dataset, backbone)]
+            ax.axhspan(mean - error, mean + error, color=_color("id"), alpha=0.2, linewidth=0)
+            ax.axhline(mean, color=_color("id"), linewidth=0.8, linestyle="--", label="id (no encoder)")
         for method in _order(sub["method"], METHOD_ORDER):
             m = sub[sub["method"] == method].sort_values("encoder_params")
-            ax.plot(m["encoder_params"], m["mean"], marker="o", label=method, color=_color(method))
+            error = (m["std"] / np.sqrt(m["count"])).fillna(0.0)
+            ax.errorbar(m["encoder_params"], m["mean"], yerr=error, marker="o", markersize=3, capsize=2,
+                        label=method, color=_color(method), linewidth=1.2)
         for encoder, params in sorted(set(zip(sub["encoder"], sub["encoder_params"])), key=lambda t: t[1]):
-            ax.annotate(encoder, (params, sub["mean"].min()), fontsize=5, rotation=90, va="bottom", ha="center",
-                        alpha=0.6)
+            ax.annotate(encoder, (params, 0), xycoords=("data", "axes fraction"), xytext=(0, 2),
+                        textcoords="offset points", fontsize=5, rotation=90, va="bottom", ha="center", alpha=0.6)
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(plt.NullFormatter())
         ax.set_title(f"{dataset} {backbone}\n{panel}")
-        ax.set_xlabel("encoder parameters")
-        ax.set_ylabel(metric)
+        ax.set_xlabel("encoder parameters (log)")
+    axes[0][0].set_ylabel(f"{metric} (mean ± s.e. over seeds)")
     axes[0][-1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1))
-    paths = _save(fig, folder, "encoder_scaling")
+    if common:
+        fig.suptitle("every line: " + " ".join(sorted(common)), fontsize=6)
+    paths = _save(fig, folder, name)
     plt.close(fig)
     return paths
+
+
+def id_reference(long: pd.DataFrame, metric: str, split: str) -> dict:
+    """(data set, backbone) -> (mean, standard error) of the ID-only backbone with default settings."""
+    sub = long[(long["split"] == split) & (long["group"] == "overall") & (long["metric"] == metric)
+               & (long["method"] == "id") & (long["variant"].map(core_variant) == "")]
+    out = {}
+    for (dataset, backbone), values in sub.groupby(["dataset", "backbone"])["value"]:
+        error = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+        out[(dataset, backbone)] = (float(values.mean()), error)
+    return out
 
 
 def kd_figure(table: Table, metric: str, folder: Path) -> list[Path]:
@@ -596,8 +630,9 @@ def retention_figure(records: list[dict], folder: Path) -> list[Path] | None:
     frame["method"] = [_labelled(m, " ".join(t for t in v.split() if t not in c.split()))
                        for m, v, c in zip(frame["method"], frame["variant"], frame["core"])]
     frame["variant"] = frame["core"]
+    frame["method"], common = _without_common_settings(list(frame["method"]))
     panels = sorted(set(zip(frame["dataset"], frame["backbone"], frame["modality"], frame["variant"])))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.8), squeeze=False, constrained_layout=True)
     for ax, (dataset, backbone, modality, setting) in zip(axes[0], panels):
         sub = frame[(frame["dataset"] == dataset) & (frame["backbone"] == backbone) & (frame["modality"] == modality)
                     & (frame["variant"] == setting)]
@@ -608,8 +643,10 @@ def retention_figure(records: list[dict], folder: Path) -> list[Path] | None:
                     linewidth=1.8 if method.split(" (")[0] in ("two_stage", KDSR) else 0.8)
         ax.set_title(f"{dataset} {backbone}\n{modality}" + (f"\n{setting[:40]}" if setting else ""))
         ax.set_xlabel("epoch")
-        ax.set_ylabel("retention (Spearman)")
+    axes[0][0].set_ylabel("retention (Spearman)")
     axes[0][-1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1))
+    if common:
+        fig.suptitle("every line: " + " ".join(sorted(common)), fontsize=6)
     paths = _save(fig, folder, "retention")
     plt.close(fig)
     return paths
@@ -659,7 +696,15 @@ def write_report(results: str | Path, out: str | Path, metrics=DEFAULT_METRICS, 
     scaling = scaling_table(long, trials, "NDCG@10", split, records)
     if scaling:
         tables.append(scaling)
-        figures.append(scaling_figure(scaling, f"{split} NDCG@10", figures_dir)[0].name)
+        reference = id_reference(long, "NDCG@10", split)
+        drawn_methods = set(scaling.numeric["method"].map(lambda m: m.split(" (")[0]))
+        for methods, name in (([m for m in METHOD_ORDER if m not in ABLATIONS], "encoder_scaling"),
+                              ([KDSR, *ABLATIONS], "encoder_scaling_ablations")):
+            if name.endswith("ablations") and not drawn_methods & set(ABLATIONS):
+                continue  # ablations get a figure of their own only where a grid ran them
+            drawn = scaling_figure(scaling, f"{split} NDCG@10", figures_dir, reference, methods, name)
+            if drawn:
+                figures.append(drawn[0].name)
     kd = kd_table(long, trials, "NDCG@10", split, records)
     if kd:
         tables.append(kd)
