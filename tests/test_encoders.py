@@ -321,3 +321,105 @@ def test_data_sets_reach_the_extractor_through_the_entry_point():
     items = items_from_source("ml-100k")
     assert items.dataset == "ml-100k" and len(items.texts) == 1350 and items.texts[0] == ""
     assert items.texts[1].endswith(".") and "Genres:" in items.texts[1]
+
+
+# ------------------------------------------------------------------------------------------- split weights
+def _fake_asset(tmp_path, chunks: list[bytes], unpack=False, sha=None):
+    import hashlib
+
+    from encoders.assets import Asset, Part
+
+    files = {}
+    for i, chunk in enumerate(chunks):
+        files[f"part{i}"] = tmp_path / "site" / f"pkg{i}" / f"data.{i:03d}"
+        files[f"part{i}"].parent.mkdir(parents=True, exist_ok=True)
+        files[f"part{i}"].write_bytes(chunk)
+    parts = tuple(Part(f"fake-part-{i}", "0.1", f"pkg{i}", f"data.{i:03d}") for i in range(len(chunks)))
+    digest = sha or hashlib.sha256(b"".join(chunks)).hexdigest()
+    calls = []
+
+    def locate(part):
+        calls.append(part.distribution)
+        path = tmp_path / "site" / part.package / part.path
+        if not path.is_file():
+            from encoders.assets import MissingPartError
+            raise MissingPartError(f"install the package {part.distribution}=={part.version}")
+        return path
+
+    return Asset("fake", parts, "joined.bin" if not unpack else "joined.zip", digest, unpack=unpack), locate, calls
+
+
+def test_split_weights_join_in_order_once_and_a_bad_checksum_leaves_nothing(tmp_path):
+    from encoders.assets import AssetChecksumError, assemble
+
+    asset, locate, calls = _fake_asset(tmp_path, [b"first-", b"second-", b"third"])
+    folder = assemble(asset, tmp_path / "cache", locate=locate)
+    assert (folder / "joined.bin").read_bytes() == b"first-second-third"
+    assert len(calls) == 3 and assemble(asset, tmp_path / "cache", locate=locate) == folder and len(calls) == 3
+    bad, locate, _ = _fake_asset(tmp_path / "b", [b"a", b"b"], sha="0" * 64)
+    with pytest.raises(AssetChecksumError, match="reinstall the parts"):
+        assemble(bad, tmp_path / "cache2", locate=locate)
+    assert [p.name for p in (tmp_path / "cache2" / "fake").iterdir()] == []  # no partial or final file
+
+
+def test_split_zip_is_unpacked_and_a_missing_part_names_its_package(tmp_path):
+    import io
+    import zipfile
+
+    from encoders.assets import MissingPartError, assemble
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("model/config.json", "{}")
+    data = buffer.getvalue()
+    asset, locate, _ = _fake_asset(tmp_path, [data[:10], data[10:]], unpack=True)
+    folder = assemble(asset, tmp_path / "cache", locate=locate)
+    assert (folder / "model" / "config.json").read_text() == "{}" and not (folder / "joined.zip").exists()
+    (tmp_path / "site" / "pkg1" / "data.001").unlink()
+    with pytest.raises(MissingPartError, match="fake-part-1==0.1"):
+        assemble(asset, tmp_path / "other-cache", locate=locate)
+
+
+def test_shipped_split_assets_name_every_part_and_the_ladder_is_registered():
+    from encoders.assets import ASSETS
+    from encoders.registry import registry
+
+    assert [len(a.parts) for a in ASSETS.values()] == [5, 4, 22]
+    assert ASSETS["qwen2.5-coder-1.5b-gguf"].parts[21].path == "data/part22.bin"
+    assert ASSETS["gemma-3-270m-gguf"].parts[0].path == "data/gemma-3-270m-q4_k_m.gguf.part00"
+    ladder = ["paraphrase-minilm-l3", "minilm-l6", "mpnet-base", "smollm2-135m", "gemma3-270m", "qwen2.5-1.5b"]
+    params = [registry()[name].params for name in ladder]
+    assert params == sorted(params) and params[0] < 20e6 and params[-1] > 1.5e9
+    assert all(registry()[n].licence for n in ladder if n not in ("minilm-l6", "smollm2-135m"))
+    assert registry()["efficientnet-lite2"].image_size == 260
+
+
+def test_onnx_text_encoder_matches_the_torch_model_it_was_exported_from(tmp_path, tokenizer_dir):
+    """The ONNX path (onnxruntime, tokenizer from another source, mean of token states or a named pooled
+    output) gives the features of the same model run by torch."""
+    torch.manual_seed(0)
+    bert = transformers.BertModel(transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                                                          num_attention_heads=4, intermediate_size=64)).eval()
+    bert.requires_grad_(False)
+
+    class Export(torch.nn.Module):
+        def forward(self, input_ids, attention_mask):
+            states = bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask[..., None].float()
+            return states, (states * mask).sum(1) / mask.sum(1)
+
+    path = tmp_path / "tiny.onnx"
+    ids, mask = torch.randint(0, 1000, (2, 7)), torch.ones(2, 7, dtype=torch.long)
+    with torch.no_grad():
+        torch.onnx.export(Export(), (ids, mask), str(path), input_names=["input_ids", "attention_mask"],
+                          output_names=["states", "pooled"], dynamo=False,
+                          dynamic_axes={n: {0: "batch", 1: "tokens"} for n in ("input_ids", "attention_mask", "states")})
+    tok = transformers.AutoTokenizer.from_pretrained(tokenizer_dir)
+    inputs = tok(TEXTS, padding=True, truncation=True, max_length=64, return_tensors="pt")
+    with torch.no_grad():
+        states = bert(**{k: v for k, v in inputs.items() if k != "token_type_ids"}).last_hidden_state
+    expected = masked_mean(states, inputs["attention_mask"])
+    for output in ("", "pooled"):
+        spec = EncoderSpec("tiny-onnx", "text-encoder", str(path), 1, 32, tokenizer=tokenizer_dir, onnx_output=output)
+        features = load_encoder(spec).encode(TEXTS)
+        assert torch.allclose(features, expected, atol=1e-5), output
