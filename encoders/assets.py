@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 INSTALL_HINT = "bash install.sh --encoders scaling"
+COMPLETE = ".complete"  # written last, holding the sha256 the joined file was checked against
 
 
 class MissingPartError(ModuleNotFoundError):
@@ -64,11 +65,18 @@ def models_root(cache_dir: str | Path | None = None) -> Path:
     return Path(cache_dir) if cache_dir else cache_root() / "models"
 
 
+def is_assembled(asset: Asset, cache_dir: str | Path | None = None) -> bool:
+    """Whether the asset's folder holds the joined (and checked) result."""
+    folder = models_root(cache_dir) / asset.name
+    done = folder / COMPLETE
+    return (done.is_file() and done.read_text().strip() == asset.sha256
+            and (asset.unpack or (folder / asset.output).is_file()))
+
+
 def assemble(asset: Asset, cache_dir: str | Path | None = None, locate=locate_part) -> Path:
     """The asset's folder, holding `asset.output` (or its unpacked contents); joined on the first call."""
     folder = models_root(cache_dir) / asset.name
-    done = folder / ".complete"
-    if done.is_file() and done.read_text().strip() == asset.sha256 and (asset.unpack or (folder / asset.output).is_file()):
+    if is_assembled(asset, cache_dir):
         return folder
     paths = [locate(part) for part in asset.parts]  # every part present before anything is written
     folder.mkdir(parents=True, exist_ok=True)
@@ -99,7 +107,7 @@ def assemble(asset: Asset, cache_dir: str | Path | None = None, locate=locate_pa
             os.replace(partial, folder / asset.output)
     finally:
         partial.unlink(missing_ok=True)
-    done.write_text(asset.sha256 + "\n")
+    (folder / COMPLETE).write_text(asset.sha256 + "\n")
     return folder
 
 

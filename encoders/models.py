@@ -153,7 +153,7 @@ class HFImageEncoder(Encoder):
 
 class OnnxTextEncoder(Encoder):
     """A text encoder exported to ONNX, run by onnxruntime on CPU: `spec.onnx_output` names its pooled
-    output, else its first output's token states are mean-pooled; the tokenizer comes from `spec.tokenizer`."""
+    output, else its first output's token states are pooled as the family says (mean by default); the tokenizer comes from `spec.tokenizer`."""
 
     def __init__(self, spec, device, source):
         super().__init__(spec, device)
@@ -176,7 +176,7 @@ class OnnxTextEncoder(Encoder):
         output = self.session.run([self.spec.onnx_output] if self.spec.onnx_output else None, feeds)[0]
         output = torch.from_numpy(np.ascontiguousarray(output))
         if output.ndim == 3:  # token states
-            return masked_mean(output, torch.from_numpy(tokens["attention_mask"]))
+            return pool_tokens(output, torch.from_numpy(tokens["attention_mask"]), self.spec.resolved_pooling)
         return output
 
 

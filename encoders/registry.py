@@ -199,10 +199,10 @@ def resolve_source(spec: EncoderSpec, model_dir: str | Path | None = None, sourc
 def availability(spec: EncoderSpec, model_dir: str | Path | None = None) -> str:
     """'yes' when the weights are on this machine, 'hub' when they would have to be downloaded."""
     if spec.source.startswith("asset:"):  # never join gigabytes just to list the registry
-        from encoders.assets import ASSETS, MissingPartError, locate_part, models_root
+        from encoders.assets import ASSETS, MissingPartError, is_assembled, locate_part
 
         asset = ASSETS[spec.source[6:].partition("/")[0]]
-        if (models_root() / asset.name / ".complete").is_file():
+        if is_assembled(asset):
             return "yes (joined in the cache)"
         try:
             for part in asset.parts:

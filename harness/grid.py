@@ -75,11 +75,10 @@ def grid_path(name: str) -> Path:
 
 def load_grid(name: str, encoders_file=None) -> Grid:
     path = grid_path(name)
-    trials, resources, description = _expand(path, encoders_file, seen=())
+    trials, resources, description, search = _expand(path, encoders_file, seen=())
     unique: dict[str, TrialConfig] = {}
     for trial in trials:
         unique.setdefault(trial.key(), trial)
-    search = _search_space(path, _read(path).get("search"))
     return Grid(path.stem, description, list(unique.values()), resources, search)
 
 
@@ -139,7 +138,9 @@ def _read(path: Path) -> dict:
     return data
 
 
-def _expand(path: Path, encoders_file, seen: tuple) -> tuple[list[TrialConfig], dict, str]:
+def _expand(path: Path, encoders_file, seen: tuple) -> tuple[list[TrialConfig], dict, str, dict | None]:
+    """A grid file -> its trials (with those of its includes), resources, description and search space
+    (this file's own: an included grid's space is checked but not inherited)."""
     if path.resolve() in seen:
         raise GridError(f"{path}: includes itself (through {' -> '.join(p.name for p in seen)})")
     data = _read(path)
@@ -150,7 +151,7 @@ def _expand(path: Path, encoders_file, seen: tuple) -> tuple[list[TrialConfig], 
     if bad:
         raise GridError(f"{path}: resources: unknown keys {sorted(bad)}; valid: {', '.join(sorted(RESOURCE_KEYS))}")
     for name in data.get("include") or []:
-        included, included_resources, _ = _expand(grid_path(str(name)), encoders_file, seen)
+        included, included_resources, _, _ = _expand(grid_path(str(name)), encoders_file, seen)
         trials += included
         resources = {**included_resources, **resources}
     axes = data.get("axes") or {}
@@ -184,7 +185,7 @@ def _expand(path: Path, encoders_file, seen: tuple) -> tuple[list[TrialConfig], 
         raise GridError(f"{path}: 'fixed', 'exclude' and 'preset' need 'axes' (they apply to this file's axes)")
     if not trials:
         raise GridError(f"{path}: the grid has no trials (empty axes, or everything excluded)")
-    return trials, resources, str(data.get("description", "")).strip()
+    return trials, resources, str(data.get("description", "")).strip(), _search_space(path, data.get("search"))
 
 
 def _exclusion(path: Path, index: int, item) -> dict:

@@ -34,13 +34,17 @@ SEARCH_SPACE = {
 }
 
 
-def search_space(cfg: TrialConfig, space: dict | None = None) -> dict:
-    """The Ray Tune space of a cell: `space` (a grid's `search:`) or SEARCH_SPACE, limited to the settings
-    the cell's backbone and method read."""
+def cell_space(cfg: TrialConfig, space: dict | None = None) -> dict:
+    """The cell's search space as {setting: (distribution, arguments)}: `space` (a grid's `search:`) or
+    SEARCH_SPACE, limited to the settings the cell's backbone and method read."""
     if cfg.backbone == "pop":
         return {}
-    return {name: getattr(tune, kind)(*arguments) for name, (kind, arguments) in (space or SEARCH_SPACE).items()
-            if cfg.is_used(name)}
+    return {name: spec for name, spec in (space or SEARCH_SPACE).items() if cfg.is_used(name)}
+
+
+def search_space(cfg: TrialConfig, space: dict | None = None) -> dict:
+    """The Ray Tune space of a cell (see cell_space)."""
+    return {name: getattr(tune, kind)(*arguments) for name, (kind, arguments) in cell_space(cfg, space).items()}
 
 
 def optuna_cells(trials: list[TrialConfig], store: ResultStore, resources: dict, options: SweepOptions,
@@ -53,8 +57,7 @@ def optuna_cells(trials: list[TrialConfig], store: ResultStore, resources: dict,
     for cell, members in cells.items():
         members = sorted(members, key=lambda c: c.seed)
         summary_path = store.root / "search" / f"{cell}.json"
-        wanted = {name: [kind, *arguments] for name, (kind, arguments) in (space or SEARCH_SPACE).items()
-                  if members[0].is_used(name)}
+        wanted = {name: [kind, *arguments] for name, (kind, arguments) in cell_space(members[0], space).items()}
         if summary_path.is_file():
             stored = json.loads(summary_path.read_text())
             if "space" in stored and stored["space"] != json.loads(json.dumps(wanted)):
