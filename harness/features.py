@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,7 +78,9 @@ def load_modalities(data: SequenceData, settings: FeatureSettings, windows: np.n
                                  log=lambda m: print(m, file=sys.stderr))
         teacher = np.array(entry.features, dtype=np.float32)  # a writable copy of the memory-mapped cache
         init = reduce_features(entry, reduce, reduce_dim, seed=0) if reduce != "none" else teacher
+        start = time.perf_counter()
         centroids = (codebook(entry, teacher, windows, n_codes, n_sub, codebook_sample, seed) if need_codes else None)
+        teacher_seconds = time.perf_counter() - start
         trained = np.zeros(len(teacher), dtype=bool)
         trained[np.unique(windows)] = True  # items in the training rows (inputs or targets)
         trained[0] = False
@@ -88,7 +91,10 @@ def load_modalities(data: SequenceData, settings: FeatureSettings, windows: np.n
                           "missing": entry.manifest["missing"], "cache": str(entry.path),
                           "init": f"{reduce}-{reduce_dim}" if reduce != "none" else "raw",
                           "extract_seconds": entry.manifest["extract_seconds"],
-                          "items_per_second": entry.manifest["items_per_second"]})
+                          "items_per_second": entry.manifest["items_per_second"],
+                          "compute_dtype": entry.manifest["compute_dtype"],
+                          "cache_mb": round(entry.features.nbytes / 2 ** 20, 2),
+                          "teacher_seconds": round(teacher_seconds, 3)})
     return modalities, summaries
 
 

@@ -7,7 +7,8 @@ import pytest
 
 from harness.data import DataError, PreprocessOptions, load_dataset
 from harness.data.preprocess import k_core, preprocess
-from harness.data.sources import RawData, load_amazon, load_atomic
+from harness.data.amazon import load_amazon
+from harness.data.sources import RawData, load_atomic
 from helpers import dense_inter_rows, write_atomic
 
 

@@ -1,8 +1,10 @@
 """Data sets and protocol. `load_dataset` resolves a name to a source, preprocesses once and caches.
 
-Names: `ml-100k`, `ml-1m` (embedded, from pip packages), `amazon-<beauty|sports|toys|clothing>` or
-`amazon-<Category>` (files in `data_dir`), or a path to a folder of RecBole atomic files
-(`folder` or `folder/<name>`).
+Names: `ml-100k`, `ml-1m` (embedded, from pip packages); Amazon 2014 `amazon-<beauty|sports|toys|clothing>`
+or `amazon-<Category>`, Amazon 2018 `amazon2018-<Category>` (files in `data_dir`); Amazon 2023
+`amazon2023-<Category>` and its official split `amazon2023-last_out-<Category>` (files in `data_dir`, else
+the Hugging Face Hub through `datasets`); or a path to a folder of RecBole atomic files (`folder` or
+`folder/<name>`). See harness/data/amazon.py for the files and fields each reads.
 """
 from __future__ import annotations
 
@@ -13,12 +15,15 @@ from harness.data.cache import atomic_dir, cache_key, cache_root, is_complete
 from harness.data.dataset import SequenceData, stats_table
 from harness.data.errors import DataError
 from harness.data.preprocess import PreprocessOptions, preprocess
-from harness.data.sources import (AMAZON_CATEGORIES, MOVIELENS, amazon_files, atomic_files, load_amazon, load_atomic, load_movielens,
-                                  movielens_folder)
+from harness.data.amazon import (AMAZON_CATEGORIES, amazon2018_files, amazon2023_files, amazon_files, load_amazon,
+                                 load_amazon2018, load_amazon2023, parse_amazon2023)
+from harness.data.sources import MOVIELENS, atomic_files, load_atomic, load_movielens, movielens_folder
 from harness.data.split import Split, make_split
 
 # Bump when preprocessing changes meaning, so old caches are rebuilt.
 FORMAT_VERSION = 1
+
+PREFIXES = ("amazon-", "amazon2018-", "amazon2023-")
 
 __all__ = ["DataError", "PreprocessOptions", "SequenceData", "Split", "unknown_dataset", "load_dataset",
            "make_split", "resolve_source", "stats_table"]
@@ -29,14 +34,16 @@ def unknown_dataset(name) -> DataError | None:
     reading any file: a built-in name, `amazon-<category>` (its files are looked for when it loads) or a
     folder of RecBole atomic files (`folder`, or `folder/<name>` with `folder/<name>.inter`)."""
     if isinstance(name, str) and name:
-        if name in MOVIELENS or (name.startswith("amazon-") and len(name) > len("amazon-")):
+        prefix = next((p for p in PREFIXES if name.startswith(p)), None)
+        if name in MOVIELENS or (prefix and len(name) > len(prefix)):
             return None
         path = Path(name)
         if path.is_dir() or (path.parent.is_dir() and (path.parent / f"{path.name}.inter").is_file()):
             return None
     known = ", ".join(list(MOVIELENS) + [f"amazon-{c}" for c in AMAZON_CATEGORIES])
     return DataError(name, None, "unknown data set (not a built-in name nor a folder of atomic files)",
-                     f"use one of {known} (or amazon-<Category>), or a folder that holds <name>.inter")
+                     f"use one of {known} (or amazon-<Category>, amazon2018-<Category>, amazon2023-<Category>, "
+                     "amazon2023-last_out-<Category>), or a folder that holds <name>.inter")
 
 
 def resolve_source(name: str, data_dir: str | Path | None = None, image_dir: str | Path | None = None):
@@ -49,6 +56,18 @@ def resolve_source(name: str, data_dir: str | Path | None = None, image_dir: str
         folder = Path(data_dir or "data")
         category, source, meta = amazon_files(folder, name[len("amazon-"):])
         return "amazon", [source, meta], lambda: load_amazon(folder, category, image_dir)
+    if name.startswith("amazon2018-"):
+        folder = Path(data_dir or "data")
+        files = list(amazon2018_files(folder, name[len("amazon2018-"):]))
+        return "amazon2018", files, lambda: load_amazon2018(folder, name[len("amazon2018-"):], image_dir)
+    if name.startswith("amazon2023-"):
+        category, benchmark = parse_amazon2023(name)
+        parts = amazon2023_files(data_dir, category, benchmark)
+        files = [f for _, part in parts.values() for f in part]
+        local = [Path(f) for f in files if "://" not in f]
+        remote = [f for f in files if "://" in f]  # fingerprinted by their paths (the HF cache keeps the bytes)
+        return ("amazon2023" + (f"|{'|'.join(remote)}" if remote else "")), local, \
+            lambda: load_amazon2023(data_dir, name, image_dir)
     path = Path(name)
     if path.is_dir():
         _, files = atomic_files(path)

@@ -45,14 +45,19 @@ def preprocess(raw: RawData, options: PreprocessOptions) -> SequenceData:
     frame = raw.interactions.copy()
     frame["order"] = np.arange(len(frame))  # file order breaks timestamp ties
     n_read = len(frame)
-    frame = frame.drop_duplicates(["user", "item", "timestamp"], keep="first")
+    # a published split keeps every row and orders each user's rows by stage first (train, valid, test),
+    # so that leave-one-out reproduces it; it is already k-cored by its publisher
+    when = ["stage", "timestamp", "order"] if raw.presplit else ["timestamp", "order"]
+    if not raw.presplit:
+        frame = frame.drop_duplicates(["user", "item", "timestamp"], keep="first")
     n_exact_dupes = n_read - len(frame)
-    frame = frame.sort_values(["user", "timestamp", "order"], kind="stable")
-    if options.dedup == "pair":
+    frame = frame.sort_values(["user", *when], kind="stable")
+    if options.dedup == "pair" and not raw.presplit:
         frame = frame.drop_duplicates(["user", "item"], keep="first")
     n_deduped = n_read - len(frame)
-    frame = k_core(frame, options.user_k, options.item_k)
-    source = ", ".join(str(f) for f in raw.files)
+    if not raw.presplit:
+        frame = k_core(frame, options.user_k, options.item_k)
+    source = ", ".join(str(f) for f in raw.files) or raw.name
     if frame.empty:
         raise DataError(source, None,
                         f"no interactions left after {options.user_k}/{options.item_k}-core filtering "
@@ -60,14 +65,14 @@ def preprocess(raw: RawData, options: PreprocessOptions) -> SequenceData:
                         "lower --user-k/--item-k or use a larger data set")
 
     # id remapping: users and items numbered by first appearance in chronological order; item 0 = padding
-    frame = frame.sort_values(["user", "timestamp", "order"], kind="stable")
-    first_seen = frame.sort_values(["timestamp", "order"], kind="stable")
+    frame = frame.sort_values(["user", *when], kind="stable")
+    first_seen = frame.sort_values(when, kind="stable")
     item_raw = pd.unique(first_seen["item"])
     user_raw = pd.unique(first_seen["user"])
     item_index = pd.Series(np.arange(1, len(item_raw) + 1), index=item_raw)
     user_index = pd.Series(np.arange(len(user_raw)), index=user_raw)
     frame = frame.assign(uid=frame["user"].map(user_index).to_numpy(), iid=frame["item"].map(item_index).to_numpy())
-    frame = frame.sort_values(["uid", "timestamp", "order"], kind="stable")
+    frame = frame.sort_values(["uid", *when], kind="stable")
 
     counts = np.bincount(frame["uid"].to_numpy(), minlength=len(user_raw))
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
@@ -86,6 +91,8 @@ def preprocess(raw: RawData, options: PreprocessOptions) -> SequenceData:
         "rows_exact_duplicate": n_exact_dupes,
         "rows_dropped_by_dedup": n_deduped,
         "rows_dropped_by_k_core": n_read - n_deduped - len(frame),
+        **({"published_split": "k-core and dedup not applied; each user's rows ordered train, valid, test"}
+           if raw.presplit else {}),
         "items_without_side_info": int((~items["raw_id"].iloc[1:].isin(side.index)).sum()) if len(side) else len(item_raw),
     }
     return SequenceData(name=raw.name, item_seq=frame["iid"].to_numpy(dtype=np.int64),

