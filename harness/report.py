@@ -446,6 +446,87 @@ def scaling_table(long: pd.DataFrame, trials: pd.DataFrame, metric: str, split: 
                                               metric], rows, numeric=stats)
 
 
+def scaling_slope_table(long: pd.DataFrame, trials: pd.DataFrame, metric: str, split: str, records) -> Table | None:
+    """Per data set, backbone, modality and method: the least-squares slope of the metric on log10 encoder
+    parameters over every trial (each seed of each encoder one point), its 95% confidence interval, and
+    whether that interval excludes zero. Only where a method ran with at least three encoder sizes."""
+    from scipy import stats as scipy_stats
+
+    sub = long[(long["split"] == split) & (long["group"] == "overall") & (long["metric"] == metric)]
+    sub = sub.merge(trials[["key", "encoder_params", "family"]], on="key")
+    sub = sub[sub["encoder_params"].notna() & (sub["variant"].map(core_variant) == "") & ~sub["encoder"].str.contains("+",
+                                                                                                      regex=False)]
+    sub = sub.assign(modality=sub["family"].str.split(":").str[-1],
+                     method=[_labelled(m, v) for m, v in zip(sub["method"], sub["variant"])])
+    rows, numeric = [], []
+    for (dataset, backbone, modality, method), g in sub.groupby(["dataset", "backbone", "modality", "method"],
+                                                                 sort=False):
+        sizes = g["encoder_params"].nunique()
+        if sizes < 3:
+            continue
+        x, y = np.log10(g["encoder_params"].to_numpy(float)), g["value"].to_numpy(float)
+        fit = scipy_stats.linregress(x, y)
+        half = float(scipy_stats.t.ppf(0.975, len(x) - 2) * fit.stderr)
+        entry = {"dataset": dataset, "backbone": backbone, "modality": modality, "method": method,
+                 "encoders": int(sizes), "trials": len(x), "slope_per_decade": float(fit.slope),
+                 "ci_low": float(fit.slope - half), "ci_high": float(fit.slope + half), "p_value": float(fit.pvalue),
+                 "relative_per_decade": float(fit.slope / y.mean()) if y.mean() else float("nan"),
+                 "nonzero": bool(fit.slope - half > 0 or fit.slope + half < 0)}
+        numeric.append(entry)
+    if not numeric:
+        return None
+    numeric.sort(key=lambda e: (e["dataset"], _order_index(e["backbone"], BACKBONE_ORDER), e["modality"],
+                                _order_index(e["method"].split(" (")[0], METHOD_ORDER), e["method"]))
+    for e in numeric:
+        rows.append([e["dataset"], e["backbone"], e["modality"], e["method"], str(e["encoders"]), str(e["trials"]),
+                     f"{e['slope_per_decade']:+.4f}", f"[{e['ci_low']:+.4f}, {e['ci_high']:+.4f}]",
+                     f"{100 * e['relative_per_decade']:+.1f}%", f"{e['p_value']:.3f}", "yes" if e["nonzero"] else "no"])
+    caption = (f"Encoder-size slope: least-squares fit of {split} {metric} on log10(encoder parameters), every "
+               "trial one point (seeds x encoders), default K and D; 95% confidence interval from the t "
+               "distribution; 'distinguishable' = the interval excludes 0. Relative: the slope over the mean. "
+               + protocol_caption(records, split))
+    header = ["dataset", "backbone", "modality", "method", "encoders", "trials", f"{metric} per decade", "95% CI",
+              "relative", "p", "distinguishable from 0"]
+    return Table("encoder_scaling_slope", caption, header, rows, numeric=pd.DataFrame(numeric))
+
+
+def encoder_cost_table(records: list[dict], trials: pd.DataFrame) -> Table | None:
+    """Per data set and encoder: size, extraction dtype and speed, cache size, codebook (teacher) preparation
+    and the KDSR training epoch, from the records that used it."""
+    entries: dict = {}
+    for r in records:
+        for f in r.get("features") or []:
+            key = (r["config"]["dataset"], f["encoder"])
+            e = entries.setdefault(key, {"dataset": key[0], "encoder": key[1], "params": f.get("params"),
+                                         "dim": f.get("dim"), "compute_dtype": f.get("compute_dtype"),
+                                         "items_per_second": f.get("items_per_second"),
+                                         "extract_seconds": f.get("extract_seconds"), "cache_mb": f.get("cache_mb"),
+                                         "teacher": []})
+            if r["config"]["method"] in (KDSR, *ABLATIONS) and f.get("teacher_seconds"):
+                e["teacher"].append(f["teacher_seconds"])
+    if not entries:
+        return None
+    kdsr = trials[trials["method"] == KDSR].groupby(["dataset", "encoder"])["seconds_per_epoch"].median()
+    rows, numeric = [], []
+    dash = lambda v, fmt: MISSING if v is None or (isinstance(v, float) and not math.isfinite(v)) else fmt.format(v)  # noqa: E731
+    for key in sorted(entries, key=lambda k: (k[0], entries[k]["params"] or 0)):
+        e = entries[key]
+        e["teacher_seconds"] = float(np.median(e.pop("teacher"))) if e["teacher"] else None
+        e["kdsr_seconds_per_epoch"] = float(kdsr.get(key, float("nan")))
+        numeric.append(e)
+        rows.append([e["dataset"], e["encoder"], dash(e["params"] and e["params"] / 1e6, "{:.1f}M"),
+                     dash(e["dim"], "{}"), e["compute_dtype"] or MISSING, dash(e["items_per_second"], "{:.1f}"),
+                     dash(e["extract_seconds"], "{:.1f}"), dash(e["cache_mb"], "{:.1f}"),
+                     dash(e["teacher_seconds"], "{:.2f}"), dash(e["kdsr_seconds_per_epoch"], "{:.2f}")])
+    caption = ("Cost per encoder: feature extraction once per data set (compute dtype, items/s and seconds as "
+               "recorded when the cache entry was made; bf16 against fp32 on this CPU: results/speed/"
+               "extract-dtype-*.md), cache size, the KDSR teacher's codebook fit (median seconds per trial; – where "
+               "it came from the cache or the record predates the field) and the KDSR median s/epoch.")
+    header = ["dataset", "encoder", "params", "dim", "dtype", "items/s", "extract s", "cache MB", "codebook s",
+              "KDSR s/epoch"]
+    return Table("encoder_costs", caption, header, rows, numeric=pd.DataFrame(numeric))
+
+
 def _mean_std_from(mean, std, count) -> str:
     return f"{mean:.4f}" if count == 1 or not math.isfinite(std) else f"{mean:.4f} ± {std:.4f}"
 
@@ -535,8 +616,8 @@ def _without_common_settings(labels: list[str]) -> tuple[list[str], set]:
 
 def scaling_figure(table: Table, metric: str, folder: Path, reference: dict, methods: list[str],
                    name: str) -> list[Path] | None:
-    """One panel per data set, backbone and encoder family (with its modality); families with a single
-    size share one panel per modality, so a line still shows the metric against encoder size. Points are
+    """One panel per data set, backbone and modality: every encoder of that modality, whatever its family,
+    on one log-size axis (the families are in the encoders' names), so a line is a ladder. Points are
     means over seeds with ± one standard error; the ID-only backbone (`reference`: (data set, backbone) ->
     mean, standard error) is a horizontal band. `methods`: the lines to draw (e.g. without the ablations)."""
     stats = table.numeric.copy()
@@ -545,8 +626,7 @@ def scaling_figure(table: Table, metric: str, folder: Path, reference: dict, met
         return None
     plt = _figure_setup()
     stats["method"], common = _without_common_settings(list(stats["method"]))
-    sizes = stats.groupby("family")["encoder_params"].nunique()
-    stats["panel"] = [f if sizes[f] > 1 else f"{f.split(':')[-1]}: one size per family" for f in stats["family"]]
+    stats["panel"] = [f"{f.split(':')[-1]} encoders" for f in stats["family"]]
     panels = list(dict.fromkeys(zip(stats["dataset"], stats["backbone"], stats["panel"])))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.0), squeeze=False, constrained_layout=True)
     for ax, (dataset, backbone, panel) in zip(axes[0], panels):
@@ -705,6 +785,9 @@ def write_report(results: str | Path, out: str | Path, metrics=DEFAULT_METRICS, 
             drawn = scaling_figure(scaling, f"{split} NDCG@10", figures_dir, reference, methods, name)
             if drawn:
                 figures.append(drawn[0].name)
+    slope = scaling_slope_table(long, trials, "NDCG@10", split, records)
+    if slope:
+        tables.append(slope)
     kd = kd_table(long, trials, "NDCG@10", split, records)
     if kd:
         tables.append(kd)
@@ -713,6 +796,9 @@ def write_report(results: str | Path, out: str | Path, metrics=DEFAULT_METRICS, 
     if retention_rows:
         tables.append(retention_rows)
     tables.append(efficiency_table(records, trials))
+    costs = encoder_cost_table(records, trials)
+    if costs:
+        tables.append(costs)
     retention = retention_figure(records, figures_dir)
     if retention:
         figures.append(retention[0].name)

@@ -423,3 +423,15 @@ def test_onnx_text_encoder_matches_the_torch_model_it_was_exported_from(tmp_path
         spec = EncoderSpec("tiny-onnx", "text-encoder", str(path), 1, 32, tokenizer=tokenizer_dir, onnx_output=output)
         features = load_encoder(spec).encode(TEXTS)
         assert torch.allclose(features, expected, atol=1e-5), output
+
+
+def test_gpu_check_says_it_has_not_run_without_a_gpu():
+    from pathlib import Path
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: benchmarks/gpu_check.py runs its checks there")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / "gpu_check.py")], capture_output=True, text=True,
+                          cwd=root)
+    assert done.returncode == 2 and done.stdout.strip() == ("check: device: no CUDA device (torch.cuda.is_available() "
+                                                            "is False): no GPU check has run")

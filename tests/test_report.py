@@ -199,3 +199,26 @@ def test_a_malformed_anchor_names_the_file_the_entry_and_the_field(tmp_path):
     path.write_text("ml-1m:\n  - model: Y\n")
     with pytest.raises(ValueError, match=r"ml-1m entry 1: missing field\(s\) backbone, paper"):
         load_anchors(path)
+
+
+def test_scaling_slope_is_fitted_per_method_with_a_confidence_interval(tmp_path):
+    import math
+
+    records = []
+    for k, (name, params) in enumerate((("minilm-l6", 1e7), ("mpnet-base", 1e8), ("qwen2.5-1.5b", 1e9))):
+        for seed in range(4):
+            noise = 0.001 * (-1) ** seed
+            for method, value in (("kdsr", 0.05 + 0.01 * k + noise), ("two_stage", 0.06 + noise)):
+                r = record(method, seed, value, encoder=(name,))
+                r["features"][0]["params"] = int(params)
+                records.append(r)
+    out = write_report(write(tmp_path / "r", records), tmp_path / "out")
+    rows = {r[3].strip(): [c.strip() for c in r] for r in
+            (line.strip("|").split("|") for line in (out / "tables" / "encoder_scaling_slope.md").read_text()
+             .splitlines() if line.startswith("| ml-100k"))}
+    assert rows["kdsr"][6] == "+0.0100" and rows["kdsr"][10] == "yes" and rows["kdsr"][4:6] == ["3", "12"]
+    assert rows["two_stage"][10] == "no" and float(rows["two_stage"][6]) == 0.0
+    low, high = (float(v) for v in rows["kdsr"][7].strip("[]").split(","))
+    assert low < 0.01 < high and math.isclose((low + high) / 2, 0.01, abs_tol=1e-6)
+    costs = (out / "tables" / "encoder_costs.md").read_text()
+    assert "| ml-100k | qwen2.5-1.5b | 1000.0M |" in costs
