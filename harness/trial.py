@@ -35,7 +35,9 @@ from methods.trainer import TrainConfig, fit, resolve_device, seed_everything
 class TrialSettings:
     """What a trial is (the grid's main axes besides the encoder) and how many threads it uses."""
 
-    dataset: str = setting("ml-100k", help="ml-100k, ml-1m, amazon-<category>, or a folder of RecBole atomic files")
+    dataset: str = setting("ml-100k", help="ml-100k, ml-1m, amazon-<category> (2014), amazon2018-<Category>, "
+                                           "amazon2023-<Category>, amazon2023-last_out-<Category>, or a folder of "
+                                           "RecBole atomic files")
     backbone: str = setting("sasrec", choices=tuple(BACKBONES))
     method: str = setting("id", choices=tuple(METHODS))
     seed: int = setting(0, interval="[0, inf)")

@@ -8,7 +8,10 @@
 - 2023 (`amazon2023-<Category>`): read with Hugging Face `datasets.load_dataset`, from a local folder
   (`<Category>.jsonl[.gz]` + `meta_<Category>.jsonl[.gz]`, or the Hub's Parquet folders
   `raw_review_<Category>/` + `raw_meta_<Category>/`) or else from the Hub (`McAuley-Lab/Amazon-Reviews-2023`,
-  `raw/review_categories/<Category>.jsonl`; the HF cache, HF_HOME and HF_HUB_OFFLINE apply).
+  `raw/review_categories/<Category>.jsonl`; the HF cache, HF_HOME and HF_HUB_OFFLINE apply). The files are
+  named with hf:// paths for datasets' `json` / `parquet` / `csv` builders, not by config name: the
+  repository's loading script (`raw_review_<Category>` configs) no longer runs in datasets >= 4
+  (hyp1231/AmazonReviews2023 issue 41).
   `amazon2023-last_out-<Category>` reads the official benchmark split instead
   (`benchmark/5core/last_out/<Category>.{train,valid,test}.csv`): each user's rows are ordered train,
   valid, test, so that leave-one-out reproduces the published split exactly.
