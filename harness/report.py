@@ -497,11 +497,10 @@ def encoder_cost_table(records: list[dict], trials: pd.DataFrame) -> Table | Non
     for r in records:
         for f in r.get("features") or []:
             key = (r["config"]["dataset"], f["encoder"])
-            e = entries.setdefault(key, {"dataset": key[0], "encoder": key[1], "params": f.get("params"),
-                                         "dim": f.get("dim"), "compute_dtype": f.get("compute_dtype"),
-                                         "items_per_second": f.get("items_per_second"),
-                                         "extract_seconds": f.get("extract_seconds"), "cache_mb": f.get("cache_mb"),
-                                         "teacher": []})
+            e = entries.setdefault(key, {"dataset": key[0], "encoder": key[1], "teacher": []})
+            for field in ("params", "dim", "compute_dtype", "items_per_second", "extract_seconds", "cache_mb"):
+                if e.get(field) is None:  # records made before a field existed leave it to later ones
+                    e[field] = f.get(field)
             if r["config"]["method"] in (KDSR, *ABLATIONS) and f.get("teacher_seconds"):
                 e["teacher"].append(f["teacher_seconds"])
     if not entries:

@@ -2,6 +2,7 @@
 broken variants of every compressed format: each stops with one DataError naming the file and the fix."""
 import gzip
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -71,16 +72,21 @@ def write_2023(folder, fmt="jsonl", category="All_Beauty"):
     return folder
 
 
-def write_benchmark(folder, category="All_Beauty"):
-    """The official last_out split: per user the last row is test, the one before valid (by time)."""
+def write_benchmark(folder, category="All_Beauty", rows=ROWS):
+    """The official last_out split: per user the last row is test, the one before valid (by time). The train
+    file is shuffled, and one user's valid row is older than their last train row (publishers order by
+    their own rules; the loader must keep the files' assignment, not re-sort by time)."""
     write_2023(folder, category=category)
-    frame = pd.DataFrame([(u, i, r, t * 1000) for u, i, r, t in ROWS],
+    frame = pd.DataFrame([(u, i, r, t * 1000) for u, i, r, t in rows],
                          columns=["user_id", "parent_asin", "rating", "timestamp"])
     frame = frame.sort_values(["user_id", "timestamp"])
     rank = frame.groupby("user_id").cumcount(ascending=False)
-    for stage, part in (("train", frame[rank >= 2]), ("valid", frame[rank == 1]), ("test", frame[rank == 0])):
+    valid_of_u1 = frame.index[(frame["user_id"] == "u1") & (rank == 1)][0]
+    frame.loc[valid_of_u1, "timestamp"] = frame.loc[frame["user_id"] == "u1", "timestamp"].min() - 1
+    train = frame[rank >= 2].sample(frac=1.0, random_state=0)
+    for stage, part in (("train", train), ("valid", frame[rank == 1]), ("test", frame[rank == 0])):
         part.to_csv(folder / f"{category}.{stage}.csv", index=False)
-    return frame, rank
+    return frame, rank, folder
 
 
 # ------------------------------------------------------------------------------------------------ 2018
@@ -134,38 +140,69 @@ def test_amazon2023_local_images_replace_urls(tmp_path):
     images = tmp_path / "img"
     images.mkdir()
     (images / "it4.png").write_bytes(b"png")
-    raw = load_amazon2023(folder, "amazon2023-All_Beauty", image_dir=images)
-    by_id = raw.items.set_index("item")
+    data = load_dataset("amazon2023-All_Beauty", PreprocessOptions(2, 2), data_dir=folder, image_dir=images,
+                        cache_dir=tmp_path / "c", verbose=False)
+    by_id = data.items.set_index("raw_id")
     assert by_id.loc["it4", "image"] == str(images / "it4.png") and by_id.loc["it3", "image"].startswith("https://")
 
 
-def test_amazon2023_hub_paths_and_offline_error(tmp_path, monkeypatch):
-    parts = amazon2023_files(None, "All_Beauty", benchmark=False)
-    assert parts["reviews"] == ("json", ["hf://datasets/McAuley-Lab/Amazon-Reviews-2023/raw/review_categories/"
-                                         "All_Beauty.jsonl"])
-    assert parts["meta"][1] == ["hf://datasets/McAuley-Lab/Amazon-Reviews-2023/raw/meta_categories/"
-                                "meta_All_Beauty.jsonl"]
-    bench = amazon2023_files(tmp_path, "All_Beauty", benchmark=True)
-    assert bench["test"][1] == ["hf://datasets/McAuley-Lab/Amazon-Reviews-2023/benchmark/5core/last_out/"
-                                "All_Beauty.test.csv"]
-    import datasets
+def test_amazon2023_real_shapes_ids_with_leading_zeros_and_ragged_meta(tmp_path):
+    """Meta records of varying shape (details keys, prices as numbers or text, empty lists) and ISBN-like item
+    ids whose leading zeros a type-inferring CSV reader would drop."""
+    folder = write_benchmark(tmp_path / "b", rows=[(u, "0" + i[2:] + "439064872", r, t) for u, i, r, t in ROWS])[2]
+    meta = [json.dumps(dict(_meta_2023(i), parent_asin=f"0{i}439064872", price=p, details=d, categories=c))
+            for i, (p, d, c) in enumerate([(5.99, {"A": 1}, []), ("from 5", {"B": "x", "C": [1, 2]}, ["Tools"]),
+                                           (None, {}, []), (3, {"D": None}, []), (1.5, {"E": "e"}, []),
+                                           ("9", {"F": 2.5}, []), (0, {"G": {"nested": 1}}, [])])]
+    _write_lines(folder / "meta_All_Beauty.jsonl", meta)
+    data = load_dataset("amazon2023-last_out-All_Beauty", PreprocessOptions(), data_dir=folder,
+                        cache_dir=tmp_path / "c", verbose=False)
+    by_id = data.items.set_index("raw_id")
+    assert sorted(by_id.index[1:]) == [f"0{i}439064872" for i in range(7)]
+    assert by_id.loc["01439064872", "text"].endswith("Details: B: x; C: [1, 2]")
+    assert "Categories: Tools" in by_id.loc["01439064872", "text"]
 
-    seen = []
 
-    def offline(builder, data_files, split):
-        seen.append((builder, data_files))
-        raise ConnectionError("Couldn't reach the Hub (offline mode is enabled)")
+def test_amazon2023_hub_files_come_through_the_hf_cache(tmp_path, monkeypatch):
+    """Without --data-dir every part is fetched with hf_hub_download (the HF cache; offline it raises), and the
+    downloaded files are then read like local ones."""
+    import huggingface_hub
 
-    monkeypatch.setattr(datasets, "load_dataset", offline)
-    with pytest.raises(DataError, match=r"All_Beauty.jsonl: reviews could not be loaded with datasets "
-                                        r"\(ConnectionError.*Fix: download the files once online"):
-        load_amazon2023(None, "amazon2023-All_Beauty")
-    assert seen == [parts["reviews"]]
+    local = write_2023(tmp_path / "hub")
+    asked = []
+
+    def download(repo, path, repo_type, revision):
+        asked.append((repo, path, repo_type, revision))
+        return str(local / Path(path).name)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    monkeypatch.setenv("KDSR_AMAZON2023_REVISION", "abc123")
+    raw = load_amazon2023(None, "amazon2023-All_Beauty")
+    assert len(raw.interactions) == len(ROWS) and len(raw.items) == 7
+    assert asked == [("McAuley-Lab/Amazon-Reviews-2023", "raw/review_categories/All_Beauty.jsonl", "dataset", "abc123"),
+                     ("McAuley-Lab/Amazon-Reviews-2023", "raw/meta_categories/meta_All_Beauty.jsonl", "dataset",
+                      "abc123")]
+
+    def offline(*args, **kwargs):
+        raise huggingface_hub.errors.LocalEntryNotFoundError("offline and not in the cache")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    with pytest.raises(DataError, match=r"hf://datasets/McAuley-Lab/Amazon-Reviews-2023/benchmark/5core/last_out/"
+                                        r"All_Beauty.train.csv: not available \(LocalEntryNotFoundError, "
+                                        r"HF_HUB_OFFLINE=1\)\. Fix: download it once online"):
+        amazon2023_files(None, "All_Beauty", benchmark=True)
+
+
+def test_amazon2023_data_dir_missing_a_part_is_an_error_not_a_download(tmp_path):
+    folder = write_2023(tmp_path / "a23")
+    (folder / "meta_All_Beauty.jsonl").unlink()
+    with pytest.raises(DataError, match=r"meta_All_Beauty.jsonl: Amazon 2023 meta file not found \(nor Parquet "
+                                        r"files under raw_meta_All_Beauty/\)"):
+        load_amazon2023(folder, "amazon2023-All_Beauty")
 
 
 def test_amazon2023_official_split_is_reproduced_exactly(tmp_path):
-    frame, rank = write_benchmark(tmp_path / "bench")
-    # a timestamp tie between a train row and the valid row must not reorder them: stage comes first
+    frame, rank, _ = write_benchmark(tmp_path / "bench")
     data = load_dataset("amazon2023-last_out-All_Beauty", PreprocessOptions(), data_dir=tmp_path / "bench",
                         cache_dir=tmp_path / "c", verbose=False)
     split = make_split(data, "loo")
@@ -191,7 +228,7 @@ def test_amazon2023_broken_variants(tmp_path):
     bad = json.loads(lines[3])
     bad["timestamp"] = "yesterday"
     (folder / "All_Beauty.jsonl").write_text("\n".join(lines[:3] + [json.dumps(bad)] + lines[4:]) + "\n")
-    with pytest.raises(DataError, match=r"All_Beauty.jsonl: .*(timestamp|could not be loaded)"):
+    with pytest.raises(DataError, match=r"All_Beauty.jsonl: field 'timestamp': cannot parse 'yesterday' \(data row 4\)"):
         load_amazon2023(folder, "amazon2023-All_Beauty")
     rows = [{k: v for k, v in json.loads(line).items() if k != "parent_asin"} for line in lines]
     (folder / "All_Beauty.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -281,3 +318,38 @@ def test_atomic_files_compressed_or_broken(tmp_path):
     inter.write_bytes(b"user_id:token\titem_id:token\ttimestamp:float\n\xff\xfe\x00bad\t1\t2\n")
     with pytest.raises(DataError, match=r"at.inter: is not UTF-8 text"):
         load_dataset(str(folder), PreprocessOptions(1, 1), cache_dir=tmp_path / "c3", verbose=False)
+
+
+def test_published_split_refuses_a_re_split(tmp_path):
+    write_benchmark(tmp_path / "bench")
+    data = load_dataset("amazon2023-last_out-All_Beauty", PreprocessOptions(), data_dir=tmp_path / "bench",
+                        cache_dir=tmp_path / "c", verbose=False)
+    with pytest.raises(DataError, match="is a published split.*Fix: use --split loo"):
+        make_split(data, "ratio")
+
+
+@pytest.mark.parametrize("variant", ["missing column", "bad timestamp", "not gzip", "truncated parquet"])
+def test_amazon2023_benchmark_and_parquet_broken_variants(tmp_path, variant):
+    if variant == "truncated parquet":
+        folder = write_2023(tmp_path / "p", "parquet")
+        shard = next((folder / "raw_review_All_Beauty").glob("*.parquet"))
+        _truncate(shard, 0.5)
+        with pytest.raises(DataError, match=rf"{shard.name}: reviews could not be read with datasets"):
+            load_amazon2023(folder, "amazon2023-All_Beauty")
+        return
+    _, _, folder = write_benchmark(tmp_path / "b")
+    test_csv = folder / "All_Beauty.test.csv"
+    if variant == "missing column":
+        pd.read_csv(test_csv).drop(columns=["timestamp"]).to_csv(test_csv, index=False)
+        match = r"All_Beauty.test.csv: .*timestamp"
+    elif variant == "bad timestamp":
+        frame = pd.read_csv(test_csv, dtype=str)
+        frame.loc[0, "timestamp"] = "soon"
+        frame.to_csv(test_csv, index=False)
+        match = r"All_Beauty.test.csv: .*(timestamp|could not be read)"
+    else:
+        (folder / "All_Beauty.test.csv").unlink()
+        (folder / "All_Beauty.test.csv.gz").write_text("user_id,parent_asin,rating,timestamp\n")
+        match = r"All_Beauty.test.csv.gz: is named .gz but is not compressed"
+    with pytest.raises(DataError, match=match):
+        load_amazon2023(folder, "amazon2023-last_out-All_Beauty")

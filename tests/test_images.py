@@ -141,15 +141,24 @@ def test_rerun_skips_done_items_and_resumes_after_a_kill(tmp_path, server, monke
     assert not [p for p in (tmp_path / "img").rglob("*") if p.name.startswith(".")]
 
 
-def test_fetched_images_feed_extraction_through_image_dir(tmp_path, server):
-    from encoders.extract import ItemContent, items_from_source  # noqa: F401  (the path users take)
-    from harness.data.amazon import local_image
+def test_fetched_images_feed_extraction_through_image_dir_even_after_the_data_cache(tmp_path, server):
+    from encoders.extract import items_from_source
+    from helpers import dense_inter_rows, write_atomic
 
-    fetch_images([("B01", f"{server}/good.jpg"), ("B02", f"{server}/missing.jpg")], tmp_path / "img", OPTIONS,
-                 progress=False)
+    write_atomic(tmp_path / "src", "src", dense_inter_rows(8, 6, 5, seed=5),
+                 [(f"it{i}", f"Item {i}", f"{server}/good.jpg?{i}" if i != 2 else f"{server}/missing.jpg")
+                  for i in range(6)])
+    data = load_dataset(str(tmp_path / "src"), verbose=False)  # processed and cached first, without images
+    pairs = list(zip(data.items["raw_id"][1:], data.items["image"][1:]))
+    first_batch = fetch_images(pairs[:2], tmp_path / "img", OPTIONS, progress=False)
     folder = tmp_path / "img" / "items"
-    assert local_image(folder, "B01", "https://x/1.jpg") == str(folder / "B01.jpg")
-    assert local_image(folder, "B02", "https://x/2.jpg") == "https://x/2.jpg"
+    first = items_from_source(str(tmp_path / "src"), image_dir=str(folder))
+    assert sum(p.startswith(str(folder)) for p in first.images) == first_batch["fetched"] >= 1
+    fetch_images(pairs, tmp_path / "img", OPTIONS, progress=False)  # a later, resumed fetch adds the rest
+    later = items_from_source(str(tmp_path / "src"), image_dir=str(folder))
+    local = [p for p in later.images if p.startswith(str(folder))]
+    assert len(local) == 5 and all(p.endswith(".jpg") for p in local)
+    assert any(p.endswith("/missing.jpg") for p in later.images)  # no file: the URL stays
 
 
 # ------------------------------------------------------------------------------------------------ export
@@ -207,3 +216,47 @@ def test_cli_export_images_and_one_line_errors(tmp_path, server, capsys):
     assert main(["export", "--dataset", "amazon2018-Beauty", "--data-dir", str(tmp_path), "--out", str(tmp_path)]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: ") and "Beauty_5.json.gz: review file not found" in error and "\n" not in error
+
+
+def test_a_slow_drip_meets_the_deadline_and_odd_urls_are_failures_not_crashes(tmp_path, server):
+    class Drip(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(JPEG)))
+            self.end_headers()
+            try:
+                for byte in JPEG:  # one byte every 0.2 s: never idle for the 0.5 s timeout
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Drip)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        started = time.monotonic()
+        summary = fetch_images([("drip", f"http://127.0.0.1:{httpd.server_address[1]}/x.jpg"),
+                                ("odd", f"{server}/ünïcode path.jpg"), ("bad", "http://[::1"),
+                                ("dup", f"{server}/good.jpg"), ("dup", f"{server}/good.png")], tmp_path / "img",
+                               FetchOptions(workers=4, timeout=0.5, deadline=1.0, retries=0), progress=False)
+        assert time.monotonic() - started < 5
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    failures = {f["item"]: f["reason"] for f in map(json.loads, (tmp_path / "img" / "failures.jsonl").read_text()
+                                                     .splitlines())}
+    assert failures["drip"] == "slower than the 1 s deadline"
+    assert failures["odd"] == "HTTP 404" and failures["bad"].startswith("not a valid URL")
+    assert summary["items"] == 4 and (tmp_path / "img" / "items" / "dup.png").is_file()  # one entry per item
+
+
+def test_stale_temporaries_of_a_killed_run_are_removed(tmp_path, server):
+    stale = tmp_path / "img" / "objects" / "ab" / ".abc.jpg.123.tmp"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"half")
+    fetch_images([("a", f"{server}/good.jpg")], tmp_path / "img", OPTIONS, progress=False)
+    assert not stale.exists()

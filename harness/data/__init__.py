@@ -17,7 +17,7 @@ from harness.data.errors import DataError
 from harness.data.preprocess import PreprocessOptions, preprocess
 from harness.data.amazon import (AMAZON_CATEGORIES, amazon2018_files, amazon2023_files, amazon_files, load_amazon,
                                  load_amazon2018, load_amazon2023, parse_amazon2023)
-from harness.data.sources import MOVIELENS, atomic_files, load_atomic, load_movielens, movielens_folder
+from harness.data.sources import MOVIELENS, apply_image_dir, atomic_files, load_atomic, load_movielens, movielens_folder
 from harness.data.split import Split, make_split
 
 # Bump when preprocessing changes meaning, so old caches are rebuilt.
@@ -46,7 +46,7 @@ def unknown_dataset(name) -> DataError | None:
                      "amazon2023-last_out-<Category>), or a folder that holds <name>.inter")
 
 
-def resolve_source(name: str, data_dir: str | Path | None = None, image_dir: str | Path | None = None):
+def resolve_source(name: str, data_dir: str | Path | None = None):
     """-> (kind, source files to fingerprint, loader). Nothing is parsed until the loader is called."""
     if name in MOVIELENS:
         folder = movielens_folder(name)
@@ -55,19 +55,16 @@ def resolve_source(name: str, data_dir: str | Path | None = None, image_dir: str
     if name.startswith("amazon-"):
         folder = Path(data_dir or "data")
         category, source, meta = amazon_files(folder, name[len("amazon-"):])
-        return "amazon", [source, meta], lambda: load_amazon(folder, category, image_dir)
+        return "amazon", [source, meta], lambda: load_amazon(folder, category)
     if name.startswith("amazon2018-"):
         folder = Path(data_dir or "data")
         files = list(amazon2018_files(folder, name[len("amazon2018-"):]))
-        return "amazon2018", files, lambda: load_amazon2018(folder, name[len("amazon2018-"):], image_dir)
+        return "amazon2018", files, lambda: load_amazon2018(folder, name[len("amazon2018-"):])
     if name.startswith("amazon2023-"):
         category, benchmark = parse_amazon2023(name)
-        parts = amazon2023_files(data_dir, category, benchmark)
-        files = [f for _, part in parts.values() for f in part]
-        local = [Path(f) for f in files if "://" not in f]
-        remote = [f for f in files if "://" in f]  # fingerprinted by their paths (the HF cache keeps the bytes)
-        return ("amazon2023" + (f"|{'|'.join(remote)}" if remote else "")), local, \
-            lambda: load_amazon2023(data_dir, name, image_dir)
+        # local files, or the Hub's files once in the HF cache: fingerprinted by content like every source
+        files = [f for part in amazon2023_files(data_dir, category, benchmark).values() for f in part]
+        return "amazon2023", files, lambda: load_amazon2023(data_dir, name)
     path = Path(name)
     if path.is_dir():
         _, files = atomic_files(path)
@@ -83,12 +80,8 @@ def load_dataset(name: str, options: PreprocessOptions | None = None, data_dir: 
                  verbose: bool = True) -> SequenceData:
     """Load from the processed cache, or read, preprocess and cache atomically."""
     options = options or PreprocessOptions()
-    kind, files, loader = resolve_source(name, data_dir, image_dir)
-    if image_dir:  # local images change the item side information: part of the key
-        options_key = {**options.as_dict(), "image_dir": str(Path(image_dir).resolve())}
-    else:
-        options_key = options.as_dict()
-    key = cache_key(kind, files, options_key, FORMAT_VERSION)
+    kind, files, loader = resolve_source(name, data_dir)
+    key = cache_key(kind, files, options.as_dict(), FORMAT_VERSION)
     folder = Path(cache_dir or cache_root() / "data") / f"{Path(name).name}-{key}"
     if is_complete(folder):
         data = SequenceData.load(folder)
@@ -100,6 +93,9 @@ def load_dataset(name: str, options: PreprocessOptions | None = None, data_dir: 
         if verbose:
             print(f"[data] processed {name} -> {folder}", file=sys.stderr)
             print(stats_table([data.stats()]), file=sys.stderr)
+    if image_dir:  # local images replace URLs after the cache, so a later fetch is seen without reprocessing
+        data.items = apply_image_dir(data.items, image_dir)
+        data.meta["image_dir"] = str(Path(image_dir).resolve())
     data.meta["cache_dir"] = str(folder)
     return data
 

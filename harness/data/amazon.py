@@ -5,21 +5,20 @@
   which evaluates literals only, never code).
 - 2018 (`amazon2018-<Category>`): `<Category>_5.json.gz` or `<Category>.json.gz` (reviewerID, asin,
   overall, unixReviewTime) and `meta_<Category>.json.gz` (strict JSON lines).
-- 2023 (`amazon2023-<Category>`): read with Hugging Face `datasets.load_dataset`, from a local folder
-  (`<Category>.jsonl[.gz]` + `meta_<Category>.jsonl[.gz]`, or the Hub's Parquet folders
-  `raw_review_<Category>/` + `raw_meta_<Category>/`) or else from the Hub (`McAuley-Lab/Amazon-Reviews-2023`,
-  `raw/review_categories/<Category>.jsonl`; the HF cache, HF_HOME and HF_HUB_OFFLINE apply). The files are
-  named with hf:// paths for datasets' `json` / `parquet` / `csv` builders, not by config name: the
-  repository's loading script (`raw_review_<Category>` configs) no longer runs in datasets >= 4
-  (hyp1231/AmazonReviews2023 issue 41).
-  `amazon2023-last_out-<Category>` reads the official benchmark split instead
-  (`benchmark/5core/last_out/<Category>.{train,valid,test}.csv`): each user's rows are ordered train,
-  valid, test, so that leave-one-out reproduces the published split exactly.
+- 2023 (`amazon2023-<Category>`): from a local folder (`<Category>.jsonl[.gz]` + `meta_<Category>.jsonl[.gz]`,
+  or the Hub's Parquet folders `raw_review_<Category>/` + `raw_meta_<Category>/`), else from the Hub dataset
+  `McAuley-Lab/Amazon-Reviews-2023` (`raw/review_categories/<Category>.jsonl`, `raw/meta_categories/...`),
+  downloaded once into the HF cache with `hf_hub_download` (HF_HOME and HF_HUB_OFFLINE apply; the
+  repository's loading script no longer runs in datasets >= 4, hyp1231/AmazonReviews2023 issue 41). Reviews
+  and the benchmark CSVs are read with `datasets.load_dataset` and explicit column types; meta JSONL line by
+  line (its records vary in shape). `amazon2023-last_out-<Category>` reads the official benchmark split
+  instead (`benchmark/5core/last_out/<Category>.{train,valid,test}.csv`): each user's rows are ordered
+  train, valid, test, so that leave-one-out reproduces the published split exactly.
 
 Item text, in this order, each part truncated (TEXT_LIMITS): title, brand / store, categories, features,
 description, details (2023); the whole text at most MAX_TEXT characters. Images: the first image URL
-(2023: the MAIN image's `large`, else `hi_res`; 2018: `imageURLHighRes`; 2014: `imUrl`), or a local
-file `<image_dir>/<item id>.(jpg|jpeg|png)` when one exists (see `python -m harness.data images`).
+(2023: the MAIN image's `large`, else `hi_res`; 2018: `imageURLHighRes`; 2014: `imUrl`); `load_dataset`'s
+`image_dir` replaces it by a local `<item id>.(jpg|jpeg|png)` where one exists (`python -m harness.data images`).
 """
 from __future__ import annotations
 
@@ -33,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from harness.data.errors import DataError
-from harness.data.files import compression, read_csv, read_lines
+from harness.data.files import compression, read_csv, read_lines, read_parquet
 from harness.data.sources import RawData, build_interactions, require_file
 
 AMAZON_CATEGORIES = {  # 2014 short names
@@ -43,6 +42,7 @@ AMAZON_CATEGORIES = {  # 2014 short names
     "clothing": "Clothing_Shoes_and_Jewelry",
 }
 HUB_REPO = os.environ.get("KDSR_AMAZON2023_REPO", "McAuley-Lab/Amazon-Reviews-2023")
+# title and brand: characters; categories, features, description paragraphs and details: entries
 TEXT_LIMITS = {"title": 200, "brand": 80, "categories": 6, "features": 5, "description": 2, "details": 8}
 MAX_TEXT = 1000
 STAGES = ("train", "valid", "test")
@@ -80,7 +80,7 @@ def _as_list(value) -> list:
     if isinstance(value, str):
         return [value]
     if isinstance(value, dict):
-        return [f"{k}: {v}" for k, v in value.items() if v not in (None, "")]
+        return [f"{k}: {v}" for k, v in value.items() if v is not None and not (isinstance(v, str) and not v)]
     try:
         return list(value)
     except TypeError:
@@ -119,21 +119,12 @@ def item_text(title=None, brand=None, categories=None, features=None, descriptio
     return ". ".join(p.rstrip(". ") for p in parts)[:MAX_TEXT]
 
 
-def local_image(image_dir: Path | None, item: str, url: str) -> str:
-    if image_dir is None:
-        return url
-    local = next((image_dir / f"{item}{ext}" for ext in (".jpg", ".jpeg", ".png")
-                  if (image_dir / f"{item}{ext}").is_file()), None)
-    return str(local) if local else url
-
-
 def _first_existing(candidates: list[Path]) -> Path | None:
     return next((c for c in candidates if c.exists()), None)
 
 
-def _meta_rows(records, id_key: str, text, image, image_dir: Path | None) -> pd.DataFrame:
-    rows = [(str(r.get(id_key, "")), text(r), local_image(image_dir, str(r.get(id_key, "")), image(r) or ""))
-            for r in records]
+def _meta_rows(records, id_key: str, text, image) -> pd.DataFrame:
+    rows = [(str(r.get(id_key, "")), text(r), image(r) or "") for r in records]
     return pd.DataFrame(rows, columns=["item", "text", "image"]).drop_duplicates("item", keep="first")
 
 
@@ -172,7 +163,7 @@ def _review_interactions(path: Path, keys: tuple[str, str, str], release: str) -
     return build_interactions(users, items, times, path, keys[2])
 
 
-def load_amazon(folder: str | Path, category: str, image_dir: str | Path | None = None) -> RawData:
+def load_amazon(folder: str | Path, category: str) -> RawData:
     category, source, meta_path = amazon_files(folder, category)
     if source.name.startswith("reviews_"):
         interactions, invalid = _review_interactions(source, ("reviewerID", "asin", "unixReviewTime"), "2014")
@@ -186,7 +177,7 @@ def load_amazon(folder: str | Path, category: str, image_dir: str | Path | None 
     records = (r for _, r in _records(meta_path, literals=True, needed_key="asin", wanted=wanted))
     items = _meta_rows(records, "asin", lambda r: item_text(r.get("title"), r.get("brand"), r.get("categories"),
                                                             description=r.get("description")),
-                       lambda r: str(r.get("imUrl") or ""), Path(image_dir) if image_dir else None)
+                       lambda r: str(r.get("imUrl") or ""))
     return RawData(name=f"amazon-{category}", interactions=interactions, items=items.reset_index(drop=True),
                    files=[source, meta_path], invalid_rows=invalid)
 
@@ -204,7 +195,7 @@ def _first_url(value) -> str:
     return urls[0] if urls else ""
 
 
-def load_amazon2018(folder: str | Path, category: str, image_dir: str | Path | None = None) -> RawData:
+def load_amazon2018(folder: str | Path, category: str) -> RawData:
     reviews, meta_path = amazon2018_files(folder, category)
     interactions, invalid = _review_interactions(reviews, ("reviewerID", "asin", "unixReviewTime"), "2018")
     wanted = set(interactions["item"].unique())
@@ -212,8 +203,7 @@ def load_amazon2018(folder: str | Path, category: str, image_dir: str | Path | N
     items = _meta_rows(records, "asin",
                        lambda r: item_text(r.get("title"), r.get("brand"), r.get("category"), r.get("feature"),
                                            r.get("description")),
-                       lambda r: _first_url(r.get("imageURLHighRes")) or _first_url(r.get("imageURL")),
-                       Path(image_dir) if image_dir else None)
+                       lambda r: _first_url(r.get("imageURLHighRes")) or _first_url(r.get("imageURL")))
     return RawData(name=f"amazon2018-{category}", interactions=interactions, items=items.reset_index(drop=True),
                    files=[reviews, meta_path], invalid_rows=invalid)
 
@@ -226,69 +216,110 @@ def parse_amazon2023(name: str) -> tuple[str, bool]:
     return (rest[len("last_out-"):] if benchmark else rest), benchmark
 
 
-def amazon2023_files(folder: str | Path | None, category: str, benchmark: bool) -> dict[str, tuple[str, list[str]]]:
-    """{part: (datasets builder, data files)} for reviews (or the benchmark's train/valid/test) and meta:
-    local files in `folder` where they exist, else hf:// paths into the Hub repository."""
-    folder = Path(folder) if folder else None
-    hub = f"hf://datasets/{HUB_REPO}"
-
-    def local(names: list[str], parquet_dir: str | None) -> tuple[str, list[str]] | None:
-        if folder is None:
-            return None
-        found = _first_existing([folder / n for n in names])
-        if found is not None:
-            return ("csv" if ".csv" in found.name else "json"), [str(found)]
-        if parquet_dir and (folder / parquet_dir).is_dir():
-            shards = sorted(str(p) for p in (folder / parquet_dir).glob("*.parquet"))
-            if shards:
-                return "parquet", shards
-        return None
-
+def _part_names(category: str, benchmark: bool) -> dict[str, tuple[list[str], str | None, str]]:
+    """{part: (local file names, local Parquet folder, path in the Hub repository)}."""
     parts = {}
     if benchmark:
         for stage in STAGES:
-            names = [f"{category}.{stage}.csv", f"{category}.{stage}.csv.gz"]
-            parts[stage] = local(names, None) or ("csv", [f"{hub}/benchmark/5core/last_out/{category}.{stage}.csv"])
+            parts[stage] = ([f"{category}.{stage}.csv", f"{category}.{stage}.csv.gz"], None,
+                            f"benchmark/5core/last_out/{category}.{stage}.csv")
     else:
-        names = [f"{category}.jsonl", f"{category}.jsonl.gz"]
-        parts["reviews"] = local(names, f"raw_review_{category}") or (
-            "json", [f"{hub}/raw/review_categories/{category}.jsonl"])
-    names = [f"meta_{category}.jsonl", f"meta_{category}.jsonl.gz"]
-    parts["meta"] = local(names, f"raw_meta_{category}") or ("json", [f"{hub}/raw/meta_categories/meta_{category}.jsonl"])
+        parts["reviews"] = ([f"{category}.jsonl", f"{category}.jsonl.gz"], f"raw_review_{category}",
+                            f"raw/review_categories/{category}.jsonl")
+    parts["meta"] = ([f"meta_{category}.jsonl", f"meta_{category}.jsonl.gz"], f"raw_meta_{category}",
+                     f"raw/meta_categories/meta_{category}.jsonl")
     return parts
 
 
-def _hf_table(builder: str, files: list[str], columns: list[str], what: str, optional: tuple = ()) -> pd.DataFrame:
-    """One part through datasets.load_dataset, only `columns` (and those of `optional` it has), as pandas;
-    any failure is a DataError."""
+def amazon2023_files(folder: str | Path | None, category: str, benchmark: bool) -> dict[str, list[Path]]:
+    """{part: local files} for reviews (or the benchmark's train / valid / test) and meta: from `folder` when
+    given (every part must be there), else downloaded once from the Hub into the HF cache with
+    `huggingface_hub.hf_hub_download` (HF_HOME, HF_HUB_OFFLINE and KDSR_AMAZON2023_REVISION apply)."""
+    parts = {}
+    for part, (names, parquet_dir, hub_path) in _part_names(category, benchmark).items():
+        if folder is not None:
+            folder = Path(folder)
+            found = _first_existing([folder / n for n in names])
+            shards = sorted((folder / parquet_dir).rglob("*.parquet")) if parquet_dir and not found else []
+            if not found and not shards:
+                raise DataError(folder / names[0], None, f"Amazon 2023 {part} file not found"
+                                + (f" (nor Parquet files under {parquet_dir}/)" if parquet_dir else ""),
+                                f"download {hub_path} from the Hub dataset {HUB_REPO} into {folder}, or leave out "
+                                "--data-dir to read the Hub through the HF cache")
+            parts[part] = [found] if found else shards
+        else:
+            parts[part] = [_hub_file(hub_path)]
+    return parts
+
+
+def _hub_file(path: str) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    revision = os.environ.get("KDSR_AMAZON2023_REVISION") or None
+    try:
+        return Path(hf_hub_download(HUB_REPO, path, repo_type="dataset", revision=revision))
+    except Exception as err:  # noqa: BLE001 - offline, not found, no network: all mean "not available here"
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        raise DataError(f"hf://datasets/{HUB_REPO}/{path}", None,
+                        f"not available ({type(err).__name__}{', HF_HUB_OFFLINE=1' if offline else ''})",
+                        "download it once online (it stays in the HF cache, then HF_HUB_OFFLINE=1 works), or "
+                        "put the files in a folder and pass --data-dir") from None
+
+
+def _features(kind: str):
+    """Explicit column types, so datasets never infers them from a first block (ids stay strings: ISBN-like
+    item ids keep their leading zeros; images / details of any shape load)."""
+    import datasets
+
+    string, json_value = datasets.Value("string"), datasets.Json()
+    if kind == "benchmark":
+        return datasets.Features({"user_id": string, "parent_asin": string, "rating": datasets.Value("float64"),
+                                  "timestamp": datasets.Value("int64")})
+    return datasets.Features({"rating": datasets.Value("float64"), "title": string, "text": string,
+                              "images": json_value, "asin": string, "parent_asin": string, "user_id": string,
+                              "timestamp": json_value, "helpful_vote": json_value, "verified_purchase": json_value})
+
+
+def _hf_table(files: list[Path], columns: list[str], what: str, kind: str) -> pd.DataFrame:
+    """One part through datasets.load_dataset (json / csv with explicit types, or the publisher's Parquet),
+    only `columns`, as pandas; any failure is one DataError naming the file."""
     try:
         import datasets
     except ModuleNotFoundError:
         raise DataError(files[0], None, "needs the Hugging Face `datasets` package", "pip install datasets") from None
-    for file in files:  # a local file that is truncated or mislabelled: say so before datasets trips on it
-        if "://" not in file:
-            compression(Path(file))
+    for file in files:  # a truncated or mislabelled file: say so before datasets trips on it
+        compression(file)
+    name = files[0].name
+    builder = "parquet" if name.endswith(".parquet") else "csv" if ".csv" in name else "json"
+    kwargs = {} if builder == "parquet" else {"features": _features(kind)}
+    if builder == "csv":
+        kwargs["usecols"] = list(kwargs["features"])
     try:
-        table = datasets.load_dataset(builder, data_files=files, split="train")
+        table = datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train", **kwargs)
     except Exception as err:  # noqa: BLE001 - datasets raises many types; all mean "this part did not load"
-        if any("://" not in f for f in files):
-            for file in files:
-                if "://" not in file and file.endswith(".gz"):
-                    for _ in read_lines(file):  # raises the precise truncation / decoding error
-                        pass
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-        fix = ("download the files once online (or into --data-dir), then HF_HUB_OFFLINE=1 reads the HF cache"
-               if offline or "://" in files[0] else "check the file: one JSON object per line, or a Parquet / CSV table")
-        raise DataError(files[0], None, f"{what} could not be loaded with datasets ({type(err).__name__}: "
-                        f"{str(err).splitlines()[0] if str(err) else ''})", fix) from None
-    missing = [c for c in columns if c not in table.column_names]
+        for file in files:
+            if file.suffix == ".gz":
+                for _ in read_lines(file):  # raises the precise truncation / decoding error
+                    pass
+        raise DataError(files[0], None, f"{what} could not be read with datasets ({type(err).__name__}: "
+                        f"{str(err).splitlines()[0] if str(err) else ''})",
+                        f"use the Amazon 2023 {what} files as published ({', '.join(columns)} per row)") from None
+    frame = table.select_columns([c for c in columns if c in table.column_names]).to_pandas()
+    # with explicit types datasets adds a column the files lack as all-null: either way it is missing
+    missing = [c for c in columns if c not in frame.columns or frame[c].isna().all()]
     if missing:
-        raise DataError(files[0], missing[0], f"column missing (found: {', '.join(table.column_names)})",
+        found = [c for c in table.column_names if c not in missing and table[c][0] is not None] if len(table) else []
+        raise DataError(files[0], missing[0], f"column missing (found: {', '.join(found) or 'none'})",
                         f"use the Amazon 2023 {what} files ({', '.join(columns)})")
-    return table.select_columns(columns + [c for c in optional if c in table.column_names]).to_pandas()
+    empty = frame[["user_id", "parent_asin"]].isna().any(axis=1) | (frame[["user_id", "parent_asin"]] == "").any(axis=1)
+    if kind == "benchmark" and empty.any():  # a dropped row would shift the published split
+        row = int(np.flatnonzero(empty.to_numpy())[0])
+        raise DataError(files[0], "user_id/parent_asin", f"empty on data row {row + 1}",
+                        "use the benchmark files as published: every row has a user and an item")
+    return frame
 
 
-def _millis_to_seconds(frame: pd.DataFrame, file: str) -> pd.DataFrame:
+def _millis_to_seconds(frame: pd.DataFrame, file: Path) -> pd.DataFrame:
     numeric = pd.to_numeric(frame["timestamp"], errors="coerce")
     if numeric.isna().any():
         row = int(np.flatnonzero(numeric.isna().to_numpy())[0])
@@ -301,9 +332,9 @@ def _image_2023(images) -> str:
     """`images` is a list of {thumb, large, variant, hi_res} (JSONL) or a dict of lists (the Hub's Parquet)."""
     if isinstance(images, dict):
         keys = [k for k in ("variant", "large", "hi_res") if k in images]
-        length = max((len(_as_list(images[k])) for k in keys), default=0)
-        images = [{k: _as_list(images[k])[i] if i < len(_as_list(images[k])) else None for k in keys}
-                  for i in range(length)]
+        columns = {k: _as_list(images[k]) for k in keys}
+        length = max((len(v) for v in columns.values()), default=0)
+        images = [{k: v[i] if i < len(v) else None for k, v in columns.items()} for i in range(length)]
     entries = [e for e in _as_list(images) if isinstance(e, dict)]
     entries.sort(key=lambda e: e.get("variant") != "MAIN")  # stable: the MAIN image first, else file order
     for entry in entries:
@@ -314,46 +345,56 @@ def _image_2023(images) -> str:
     return ""
 
 
-def load_amazon2023(folder: str | Path | None, name: str, image_dir: str | Path | None = None) -> RawData:
+def _text_2023(r: dict) -> str:
+    return item_text(r.get("title"), r.get("store"), r.get("categories"), r.get("features"), r.get("description"),
+                     r.get("details"))
+
+
+def _meta_2023(files: list[Path], wanted: set[str]) -> pd.DataFrame:
+    """Meta JSONL is read line by line (strict JSON; only reviewed items are parsed): its records vary in
+    shape (details keys, prices as numbers or text) more than a columnar reader's fixed schema allows.
+    The publisher's Parquet is read as it is."""
+    if files[0].suffix == ".parquet":
+        table = pd.concat([read_parquet(f) for f in files], ignore_index=True)
+        if "parent_asin" not in table.columns:
+            raise DataError(files[0], "parent_asin", f"column missing (found: {', '.join(table.columns)})",
+                            "use the Amazon 2023 raw_meta Parquet files")
+        records = table[table["parent_asin"].astype(str).isin(wanted)].to_dict("records")
+    else:
+        records = [r for f in files for _, r in _records(f, literals=False, needed_key="parent_asin", wanted=wanted)]
+    return _meta_rows(records, "parent_asin", _text_2023, lambda r: _image_2023(r.get("images")))
+
+
+def load_amazon2023(folder: str | Path | None, name: str) -> RawData:
     category, benchmark = parse_amazon2023(name)
     parts = amazon2023_files(folder, category, benchmark)
     review_columns = ["user_id", "parent_asin", "timestamp"]
     if benchmark:
         frames = []
         for rank, stage in enumerate(STAGES):
-            builder, files = parts[stage]
-            frame = _millis_to_seconds(_hf_table(builder, files, review_columns, f"benchmark {stage}"), files[0])
+            files = parts[stage]
+            frame = _millis_to_seconds(_hf_table(files, review_columns, f"benchmark {stage}", "benchmark"), files[0])
             frames.append(frame.assign(stage=rank))
-            if stage != "train":
-                repeated = frame["user_id"].duplicated()
-                if repeated.any():
-                    raise DataError(files[0], "user_id", f"user {frame['user_id'][repeated].iloc[0]!r} has more than "
-                                    f"one {stage} row", "use the last_out split: one valid and one test row per user")
-        reviews = pd.concat(frames, ignore_index=True)
+            repeated = frame["user_id"].duplicated()
+            if stage != "train" and repeated.any():
+                raise DataError(files[0], "user_id", f"user {frame['user_id'][repeated].iloc[0]!r} has more than "
+                                f"one {stage} row", "use the last_out split: one valid and one test row per user")
         users = [set(f["user_id"]) for f in frames]
         for stage, other in ((1, 0), (2, 1)):
             if users[stage] != users[other]:
-                odd = next(iter(users[stage] ^ users[other]))
-                raise DataError(parts[STAGES[stage]][1][0], "user_id",
+                odd = sorted(users[stage] ^ users[other])[0]
+                raise DataError(parts[STAGES[stage]][0], "user_id",
                                 f"user {odd!r} is in only one of {STAGES[other]} and {STAGES[stage]}",
                                 "use the three files of one last_out split")
-        files = [f for stage in STAGES for f in parts[stage][1]]
+        reviews = pd.concat(frames, ignore_index=True)
+        files = [f for stage in STAGES for f in parts[stage]]
     else:
-        builder, files = parts["reviews"]
-        reviews = _millis_to_seconds(_hf_table(builder, files, review_columns, "reviews"), files[0])
+        files = parts["reviews"]
+        reviews = _millis_to_seconds(_hf_table(files, review_columns, "reviews", "reviews"), files[0])
     interactions, invalid = build_interactions(reviews["user_id"], reviews["parent_asin"], reviews["timestamp"],
-                                               Path(files[0]), "timestamp",
+                                               files[0], "timestamp",
                                                extra={"stage": reviews["stage"]} if benchmark else None)
-    builder, meta_files = parts["meta"]
-    table = _hf_table(builder, meta_files, ["parent_asin"], "item metadata",
-                      optional=("title", "store", "categories", "features", "description", "details", "images"))
-    records = table[table["parent_asin"].isin(set(interactions["item"]))].to_dict("records")
-    items = _meta_rows(records, "parent_asin",
-                       lambda r: item_text(r.get("title"), r.get("store"), r.get("categories"), r.get("features"),
-                                           r.get("description"), r.get("details")),
-                       lambda r: _image_2023(r.get("images")), Path(image_dir) if image_dir else None)
+    items = _meta_2023(parts["meta"], set(interactions["item"]))
     prefix = "amazon2023-last_out-" if benchmark else "amazon2023-"
     return RawData(name=prefix + category, interactions=interactions, items=items.reset_index(drop=True),
-                   files=[Path(f) for f in files + meta_files if "://" not in f], invalid_rows=invalid,
-                   presplit=benchmark)
-
+                   files=files + parts["meta"], invalid_rows=invalid, presplit=benchmark)

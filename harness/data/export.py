@@ -27,12 +27,13 @@ FORMATS = ("recbole",)
 def ordered_timestamps(data: SequenceData) -> np.ndarray:
     """Integer seconds, strictly increasing within each user (ties and rounding nudged forward by 1 s)."""
     stamps = np.floor(data.timestamps).astype(np.int64)
-    out = stamps.copy()
-    for start, end in zip(data.user_offsets[:-1], data.user_offsets[1:]):
-        for k in range(start + 1, end):
-            if out[k] <= out[k - 1]:
-                out[k] = out[k - 1] + 1
-    return out
+    counts = np.diff(data.user_offsets)
+    rank = np.arange(len(stamps)) - np.repeat(data.user_offsets[:-1], counts)  # position within the user
+    user = np.repeat(np.arange(len(counts)), counts)
+    # out[k] = rank[k] + running max of (stamp - rank) within the user: the smallest strictly increasing
+    # integers that are never below the original seconds
+    shifted = pd.Series(stamps - rank).groupby(user).cummax().to_numpy()
+    return shifted + rank
 
 
 def _clean(values: pd.Series) -> pd.Series:

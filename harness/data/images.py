@@ -20,8 +20,10 @@ import io
 import json
 import os
 import tempfile
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
@@ -52,7 +54,11 @@ class Transient(Exception):
 
 
 def _download(url: str, options: FetchOptions) -> bytes:
-    request = urllib.request.Request(url, headers={"User-Agent": options.user_agent})
+    try:  # non-ASCII characters in a path or query are percent-encoded, as a browser would
+        request = urllib.request.Request(urllib.parse.quote(url, safe=":/?#[]@!$&'()*+,;=%~"),
+                                         headers={"User-Agent": options.user_agent})
+    except ValueError as err:
+        raise Permanent(f"not a valid URL ({err})") from None
     start = time.monotonic()
     try:
         with urllib.request.urlopen(request, timeout=options.timeout) as response:
@@ -63,7 +69,7 @@ def _download(url: str, options: FetchOptions) -> bytes:
             while True:
                 if time.monotonic() - start > options.deadline:
                     raise Transient(f"slower than the {options.deadline:g} s deadline")
-                chunk = response.read(64 * 1024)
+                chunk = response.read1(64 * 1024)  # returns what has arrived: a slow drip meets the deadline
                 if not chunk:
                     break
                 size += len(chunk)
@@ -78,6 +84,8 @@ def _download(url: str, options: FetchOptions) -> bytes:
         if err.code == 429 or err.code >= 500:
             raise Transient(f"HTTP {err.code}") from None
         raise Permanent(f"HTTP {err.code}") from None
+    except (http.client.InvalidURL, ValueError) as err:
+        raise Permanent(f"not a valid URL ({err})") from None
     except (OSError, http.client.HTTPException) as err:  # time-outs, refused / reset connections, short reads
         reason = getattr(err, "reason", err)
         raise Transient(f"{type(err).__name__}: {reason}") from None
@@ -98,7 +106,7 @@ def _validate(body: bytes) -> tuple[bytes, str]:
             out = io.BytesIO()
             image.convert("RGB").save(out, format="PNG")
             return out.getvalue(), ".png"
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as err:
         raise Permanent(f"not a decodable image ({type(err).__name__}: {err})") from None
 
 
@@ -115,13 +123,21 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def _link_atomic(target: Path, link: Path) -> None:
-    tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+    tmp = link.with_name(f".{link.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     tmp.unlink(missing_ok=True)
     try:
         os.link(target, tmp)
     except OSError:  # a file system without hard links: a copy
         _write_atomic(tmp, target.read_bytes())
     os.replace(tmp, link)
+
+
+def remove_stale_temporaries(out: Path) -> int:
+    """Temporary files a killed run left behind (never read: every final name is written by rename)."""
+    stale = [p for p in out.rglob(".*.tmp") if p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
 
 
 def fetch_one(item: str, url: str, out: Path, options: FetchOptions) -> dict:
@@ -144,6 +160,9 @@ def fetch_one(item: str, url: str, out: Path, options: FetchOptions) -> dict:
                 return {"item": item, "url": url, "ok": False, "reason": str(err), "attempts": attempts}
             time.sleep(delay)
             delay *= 2
+        except Exception as err:  # noqa: BLE001 - one odd image must not end the run: recorded, counted
+            return {"item": item, "url": url, "ok": False, "reason": f"unexpected {type(err).__name__}: {err}",
+                    "attempts": attempts}
 
 
 def done_items(out: Path) -> set[str]:
@@ -156,6 +175,8 @@ def fetch_images(items: list[tuple[str, str]], out: str | Path, options: FetchOp
     """Fetch (item id, URL) pairs into `out`; items without a URL are counted as failures ("no URL")."""
     options, out = options or FetchOptions(), Path(out)
     (out / "items").mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
+    items = list(dict(items).items())  # one entry per item id (the last URL given wins)
     already = done_items(out)
     todo = [(i, u) for i, u in items if i not in already and u.startswith(("http://", "https://"))]
     failures = [{"item": i, "url": u, "ok": False, "reason": "no URL", "attempts": 0}

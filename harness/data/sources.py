@@ -77,6 +77,21 @@ def build_interactions(users, items, times, file: Path, time_field: str, extra: 
     return frame, invalid
 
 
+def apply_image_dir(items: pd.DataFrame, image_dir: str | Path | None, id_column: str = "raw_id") -> pd.DataFrame:
+    """Items whose `<image_dir>/<id>.(jpg|jpeg|png)` exists get that file as their image (else their URL).
+    Applied after the processed cache, so images fetched later are picked up without reprocessing."""
+    if not image_dir:
+        return items
+    folder = Path(image_dir)
+    if not folder.is_dir():
+        raise DataError(folder, None, "image folder not found",
+                        "pass the items/ folder written by `python -m harness.data images`, or a folder of "
+                        "<item id>.jpg files")
+    present = {p.stem: str(p) for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")}
+    images = [present.get(str(i), old) if k else "" for k, (i, old) in enumerate(zip(items[id_column], items["image"]))]
+    return items.assign(image=images)
+
+
 # ---------------------------------------------------------------------------------------------- atomic
 def read_atomic_table(path: Path) -> pd.DataFrame:
     """Read a RecBole atomic file (tab separated, header `name:type`); returns strings, types stripped."""

@@ -89,6 +89,9 @@ def ratio_split(data: SequenceData, ratios: tuple[float, float, float] = (0.8, 0
 
 
 def make_split(data: SequenceData, kind: str = "loo") -> Split:
+    if data.meta.get("published_split") and kind != "loo":
+        raise DataError(None, "split", f"{data.name} is a published split, which leave-one-out reproduces; "
+                        f"{kind!r} would re-split it", "use --split loo with this data set")
     if kind == "loo":
         return leave_one_out(data)
     if kind == "ratio":
