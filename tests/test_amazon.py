@@ -353,3 +353,37 @@ def test_amazon2023_benchmark_and_parquet_broken_variants(tmp_path, variant):
         match = r"All_Beauty.test.csv.gz: is named .gz but is not compressed"
     with pytest.raises(DataError, match=match):
         load_amazon2023(folder, "amazon2023-last_out-All_Beauty")
+
+
+def test_amazon2023_reads_a_real_offline_hf_cache(tmp_path, monkeypatch):
+    """HF_HUB_OFFLINE=1 with the files in the HF cache layout (refs/main -> snapshots/<commit>/<path>): the
+    real hf_hub_download resolves them without any network."""
+    import huggingface_hub.constants as hf_constants
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "datasets--McAuley-Lab--Amazon-Reviews-2023"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    source = write_2023(tmp_path / "src")
+    for name, path in (("All_Beauty.jsonl", "raw/review_categories"), ("meta_All_Beauty.jsonl", "raw/meta_categories")):
+        (repo / "snapshots" / commit / path).mkdir(parents=True, exist_ok=True)
+        (repo / "snapshots" / commit / path / name).write_bytes((source / name).read_bytes())
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    data = load_dataset("amazon2023-All_Beauty", PreprocessOptions(2, 2), cache_dir=tmp_path / "c", verbose=False)
+    assert data.n_users == 6 and data.n_items == 7
+    assert any(commit in f for f in data.meta["source_files"])  # the snapshot read is on record
+
+
+def test_amazon2018_bad_timestamp_and_empty_after_k_core(tmp_path):
+    folder = write_2018(tmp_path / "a18")
+    lines = gzip.open(folder / "Beauty_5.json.gz", "rt").read().splitlines()
+    bad = json.loads(lines[2])
+    bad["unixReviewTime"] = "last tuesday"
+    _write_lines(folder / "Beauty_5.json.gz", lines[:2] + [json.dumps(bad)] + lines[3:])
+    with pytest.raises(DataError, match=r"Beauty_5.json.gz: field 'unixReviewTime': cannot parse 'last tuesday'"):
+        load_amazon2018(folder, "Beauty")
+    folder = write_2018(tmp_path / "b18")
+    with pytest.raises(DataError, match="no interactions left after 9/5-core"):
+        load_dataset("amazon2018-Beauty", PreprocessOptions(9, 5), data_dir=folder, cache_dir=tmp_path / "c",
+                     verbose=False)

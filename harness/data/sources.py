@@ -38,8 +38,13 @@ def parse_timestamps(values: pd.Series, file: Path, field_name: str) -> np.ndarr
     numeric = pd.to_numeric(values, errors="coerce")
     if not numeric.isna().any():
         return numeric.to_numpy(dtype=np.float64)
-    parsed = pd.to_datetime(values, utc=True, errors="coerce", format="mixed")
-    seconds = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+    text = values[numeric.isna().to_numpy()]  # only the values that are not numbers are read as dates
+    try:
+        parsed = pd.to_datetime(text, utc=True, errors="coerce", format="mixed")
+    except (pd.errors.OutOfBoundsDatetime, OverflowError, ValueError):
+        parsed = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
+    seconds = pd.Series(np.nan, index=values.index)
+    seconds[text.index] = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
     # a value is bad when it is neither a number nor a date; the first one is named in the error
     bad = numeric.isna() & seconds.isna()
     if bad.any():
