@@ -196,3 +196,20 @@ def test_amazon_missing_review_field(tmp_path):
         f.write(repr({"asin": "a", "title": "t"}) + "\n")
     with pytest.raises(DataError, match="field 'unixReviewTime': missing on line 1"):
         load_amazon(folder, "beauty")
+
+
+def test_large_file_hashes_are_remembered_until_the_file_changes(tmp_path, monkeypatch):
+    import kdsr_util
+
+    monkeypatch.setenv("KDSR_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(kdsr_util, "MEMO_MIN_BYTES", 10)
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"x" * 100)
+    first = kdsr_util.sha256_file(path)
+    memo = json.loads((tmp_path / "cache" / "file-hashes.json").read_text())
+    assert list(memo.values()) == [first]
+    key = next(iter(memo))
+    (tmp_path / "cache" / "file-hashes.json").write_text(json.dumps({key: "remembered"}))
+    assert kdsr_util.sha256_file(path) == "remembered"  # not re-read while size, inode and mtime hold
+    path.write_bytes(b"y" * 101)
+    assert kdsr_util.sha256_file(path) != first != "remembered"
