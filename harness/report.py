@@ -428,22 +428,43 @@ def efficiency_table(records: list[dict], trials: pd.DataFrame) -> Table:
     return Table("efficiency", caption, header, rows, numeric=pd.DataFrame(numeric))
 
 
-def scaling_table(long: pd.DataFrame, trials: pd.DataFrame, metric: str, split: str, records) -> Table | None:
+def _sets_k_or_d(variant_text: str) -> bool:
+    return any(token.partition("=")[0] in ("K", "D") for token in variant_text.split())
+
+
+def scaling_rows(long: pd.DataFrame, trials: pd.DataFrame, metric: str, split: str) -> tuple[pd.DataFrame, set]:
+    """Per-trial rows of single-encoder trials at the default K and D, methods labelled with the settings
+    that set them apart, and the settings every row shares (e.g. a preset's), which captions state once."""
     sub = long[(long["split"] == split) & (long["group"] == "overall") & (long["metric"] == metric)]
     sub = sub.merge(trials[["key", "encoder_params", "family"]], on="key")
-    sub = sub[sub["encoder_params"].notna() & (sub["variant"].map(core_variant) == "")]
+    sub = sub[sub["encoder_params"].notna() & ~sub["encoder"].str.contains("+", regex=False)
+              & ~sub["variant"].map(_sets_k_or_d)]
+    if sub.empty:
+        return sub, set()
+    labels, common = _without_common_settings([_labelled(m, core_variant(v))
+                                               for m, v in zip(sub["method"], sub["variant"])])
+    return sub.assign(method=labels), common
+
+
+def _every_row(common: set) -> str:
+    return f"Every row: {' '.join(sorted(common))}. " if common else ""
+
+
+def scaling_table(long: pd.DataFrame, trials: pd.DataFrame, metric: str, split: str, records) -> Table | None:
+    sub, common = scaling_rows(long, trials, metric, split)
     if sub.empty:
         return None
-    sub = sub.assign(method=[_labelled(m, v) for m, v in zip(sub["method"], sub["variant"])])
     grouped = sub.groupby(["dataset", "backbone", "family", "encoder", "encoder_params", "method"])["value"]
     stats = grouped.agg(["mean", "std", "count"]).reset_index()
     stats = stats.sort_values(["dataset", "backbone", "family", "encoder_params", "method"], kind="stable")
     rows = [[r.dataset, r.backbone, r.family, r.encoder, f"{r.encoder_params / 1e6:.1f}M", r.method,
              _mean_std_from(r.mean, r.std, r.count)] for r in stats.itertuples()]
-    caption = (f"Encoder scaling: {split} {metric} by encoder size (default K and D). "
+    caption = (f"Encoder scaling: {split} {metric} by encoder size (default K and D). " + _every_row(common)
                + protocol_caption(records, split))
-    return Table("encoder_scaling", caption, ["dataset", "backbone", "family:modality", "encoder", "params", "method",
-                                              metric], rows, numeric=stats)
+    table = Table("encoder_scaling", caption, ["dataset", "backbone", "family:modality", "encoder", "params", "method",
+                                               metric], rows, numeric=stats)
+    table.common = common  # the settings every line shares: the figure's title and its ID-only reference
+    return table
 
 
 def scaling_slope_table(long: pd.DataFrame, trials: pd.DataFrame, metric: str, split: str, records) -> Table | None:
@@ -452,12 +473,10 @@ def scaling_slope_table(long: pd.DataFrame, trials: pd.DataFrame, metric: str, s
     whether that interval excludes zero. Only where a method ran with at least three encoder sizes."""
     from scipy import stats as scipy_stats
 
-    sub = long[(long["split"] == split) & (long["group"] == "overall") & (long["metric"] == metric)]
-    sub = sub.merge(trials[["key", "encoder_params", "family"]], on="key")
-    sub = sub[sub["encoder_params"].notna() & (sub["variant"].map(core_variant) == "") & ~sub["encoder"].str.contains("+",
-                                                                                                      regex=False)]
-    sub = sub.assign(modality=sub["family"].str.split(":").str[-1],
-                     method=[_labelled(m, v) for m, v in zip(sub["method"], sub["variant"])])
+    sub, common = scaling_rows(long, trials, metric, split)
+    if sub.empty:
+        return None
+    sub = sub.assign(modality=sub["family"].str.split(":").str[-1])
     rows, numeric = [], []
     for (dataset, backbone, modality, method), g in sub.groupby(["dataset", "backbone", "modality", "method"],
                                                                  sort=False):
@@ -484,7 +503,7 @@ def scaling_slope_table(long: pd.DataFrame, trials: pd.DataFrame, metric: str, s
     caption = (f"Encoder-size slope: least-squares fit of {split} {metric} on log10(encoder parameters), every "
                "trial one point (seeds x encoders), default K and D; 95% confidence interval from the t "
                "distribution; 'distinguishable' = the interval excludes 0. Relative: the slope over the mean. "
-               + protocol_caption(records, split))
+               + _every_row(common) + protocol_caption(records, split))
     header = ["dataset", "backbone", "modality", "method", "encoders", "trials", f"{metric} per decade", "95% CI",
               "relative", "p", "distinguishable from 0"]
     return Table("encoder_scaling_slope", caption, header, rows, numeric=pd.DataFrame(numeric))
@@ -624,14 +643,14 @@ def scaling_figure(table: Table, metric: str, folder: Path, reference: dict, met
     if stats.empty:
         return None
     plt = _figure_setup()
-    stats["method"], common = _without_common_settings(list(stats["method"]))
+    common = getattr(table, "common", set())
     stats["panel"] = [f"{f.split(':')[-1]} encoders" for f in stats["family"]]
     panels = list(dict.fromkeys(zip(stats["dataset"], stats["backbone"], stats["panel"])))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.0), squeeze=False, constrained_layout=True)
     for ax, (dataset, backbone, panel) in zip(axes[0], panels):
         sub = stats[(stats["dataset"] == dataset) & (stats["backbone"] == backbone) & (stats["panel"] == panel)]
-        if (dataset, backbone) in reference:
-            mean, error = reference[(dataset, backbone)]
+        if (dataset, backbone, " ".join(sorted(common))) in reference:
+            mean, error = reference[(dataset, backbone, " ".join(sorted(common)))]
             ax.axhspan(mean - error, mean + error, color=_color("id"), alpha=0.2, linewidth=0)
             ax.axhline(mean, color=_color("id"), linewidth=0.8, linestyle="--", label="id (no encoder)")
         for method in _order(sub["method"], METHOD_ORDER):
@@ -639,9 +658,12 @@ def scaling_figure(table: Table, metric: str, folder: Path, reference: dict, met
             error = (m["std"] / np.sqrt(m["count"])).fillna(0.0)
             ax.errorbar(m["encoder_params"], m["mean"], yerr=error, marker="o", markersize=3, capsize=2,
                         label=method, color=_color(method), linewidth=1.2)
-        for encoder, params in sorted(set(zip(sub["encoder"], sub["encoder_params"])), key=lambda t: t[1]):
-            ax.annotate(encoder, (params, 0), xycoords=("data", "axes fraction"), xytext=(0, 2),
-                        textcoords="offset points", fontsize=5, rotation=90, va="bottom", ha="center", alpha=0.6)
+        ladder = sorted(set(zip(sub["encoder"], sub["encoder_params"])), key=lambda t: t[1])
+        for k, (encoder, params) in enumerate(ladder):  # neighbours alternate bottom / top, so names never overlap
+            top = k % 2 == 1
+            ax.annotate(encoder, (params, 1.0 if top else 0.0), xycoords=("data", "axes fraction"),
+                        xytext=(0, -2 if top else 2), textcoords="offset points", fontsize=5, rotation=90,
+                        va="top" if top else "bottom", ha="center", alpha=0.6)
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(plt.NullFormatter())
         ax.set_title(f"{dataset} {backbone}\n{panel}")
@@ -656,13 +678,15 @@ def scaling_figure(table: Table, metric: str, folder: Path, reference: dict, met
 
 
 def id_reference(long: pd.DataFrame, metric: str, split: str) -> dict:
-    """(data set, backbone) -> (mean, standard error) of the ID-only backbone with default settings."""
+    """(data set, backbone, settings) -> (mean, standard error) of the ID-only backbone; the figure draws the
+    one whose settings are those all its lines share."""
     sub = long[(long["split"] == split) & (long["group"] == "overall") & (long["metric"] == metric)
-               & (long["method"] == "id") & (long["variant"].map(core_variant) == "")]
+               & (long["method"] == "id")]
+    sub = sub.assign(settings=sub["variant"].map(core_variant))
     out = {}
-    for (dataset, backbone), values in sub.groupby(["dataset", "backbone"])["value"]:
+    for (dataset, backbone, settings), values in sub.groupby(["dataset", "backbone", "settings"])["value"]:
         error = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
-        out[(dataset, backbone)] = (float(values.mean()), error)
+        out[(dataset, backbone, settings)] = (float(values.mean()), error)
     return out
 
 
