@@ -54,7 +54,7 @@ def entry_key(payload: dict) -> str:
 
 
 def atomic_save(array: np.ndarray, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: two extractors never share one
     with open(tmp, "wb") as handle:
         np.save(handle, array)
         handle.flush()
@@ -63,7 +63,7 @@ def atomic_save(array: np.ndarray, path: Path) -> None:
 
 
 def atomic_write_json(data: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
 

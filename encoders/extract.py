@@ -98,6 +98,17 @@ def extract_features(content: ItemContent, spec: EncoderSpec, *, cache_dir=None,
     if (partial / "order.npy").exists() and not np.array_equal(np.load(partial / "order.npy"), order):
         raise CorruptCacheError(f"{partial}: item order changed under the same key; delete the folder")
     atomic_save(order, partial / "order.npy")
+    try:
+        return _extract_chunks(folder, partial, order, values, present, content, spec, payload, storage_dtype, device,
+                               batch_size, chunk_size, model_dir, shard, progress, encoder, log)
+    except FileNotFoundError:
+        if (folder / "manifest.json").exists():  # another process finished this entry meanwhile: use its result
+            return open_entry(folder)
+        raise
+
+
+def _extract_chunks(folder, partial, order, values, present, content, spec, payload, storage_dtype, device,
+                    batch_size, chunk_size, model_dir, shard, progress, encoder, log) -> FeatureSet | None:
     n_chunks = -(-len(order) // chunk_size)
     chunk_path = lambda c: partial / f"chunk-{c:05d}.npy"  # noqa: E731
     rows = lambda c: len(order[c * chunk_size:(c + 1) * chunk_size])  # noqa: E731

@@ -210,6 +210,24 @@ def test_resume_after_interrupted_extraction(tiny_models, tmp_path):
     assert not entry.features[20].any() and not entry.features[0].any()
 
 
+def test_a_second_extractor_of_the_same_entry_takes_the_first_ones_result(tiny_models, tmp_path):
+    """Two processes extracting one entry (e.g. a rerun while the first still runs): the one that finishes
+    second finds the partial folder gone and returns the finished entry instead of failing."""
+    spec = tiny_models["bert"]
+    real = load_encoder(spec)
+    kw = dict(cache_dir=tmp_path, batch_size=4, chunk_size=4, progress=False)
+
+    class FinishesElsewhere(CountingEncoder):
+        def encode(self, batch):
+            if self.batches == 2:  # meanwhile another process completes the whole entry
+                extract_features(content(), spec, encoder=CountingEncoder(real), **kw)
+            return super().encode(batch)
+
+    entry = extract_features(content(), spec, encoder=FinishesElsewhere(real), **kw)
+    assert entry.manifest["n_items"] == 20 and entry.path.is_dir()
+    assert not list(tmp_path.rglob("*.partial")) and not list(tmp_path.rglob("*.tmp"))
+
+
 def test_cache_hit_and_corrupt_cache_rebuilt(tiny_models, tmp_path):
     spec = tiny_models["bert"]
     real = load_encoder(spec)
