@@ -452,7 +452,7 @@ def _every_row(common: set) -> str:
 
 def scaling_table(long: pd.DataFrame, trials: pd.DataFrame, metric: str, split: str, records) -> Table | None:
     sub, common = scaling_rows(long, trials, metric, split)
-    if sub.empty:
+    if sub.empty or sub["encoder_params"].nunique() < 2:  # one encoder size is no scaling
         return None
     grouped = sub.groupby(["dataset", "backbone", "family", "encoder", "encoder_params", "method"])["value"]
     stats = grouped.agg(["mean", "std", "count"]).reset_index()
