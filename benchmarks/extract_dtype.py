@@ -52,6 +52,7 @@ def main() -> None:
                         choices=["float32", "bfloat16", "autocast"])
     parser.add_argument("--out", default=str(ROOT / "results" / "speed"))
     args = parser.parse_args()
+    args.modes = ["float32"] + [m for m in args.modes if m != "float32"]  # fp32 is the baseline of every ratio
     torch.set_num_threads(args.threads)
     texts = items_from_source(args.dataset).texts[1:args.limit + 1]
     spec = get_spec(args.encoder)

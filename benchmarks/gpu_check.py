@@ -10,8 +10,9 @@ Checks, each printed as one `check: ... ` line (and all of them written to --out
   (encoders.extract.extract_features, into a temporary cache): items/s, tokens/s, the forward-pass
   floor (2 x params x tokens / measured matmul TFLOP/s) and the achieved fraction of it; and the
   per-item cosine of the bf16 features against fp32 on the same GPU (min over items).
-- packing: the `smoke` grid through the sweep with 0.25 GPU per trial and 4 seeds (12 trials): how
-  many trials ran at once (from the records' end times and lengths) and on which device.
+- packing: the `smoke` grid through the sweep with 0.25 GPU per trial and 8 seeds (24 trials): the
+  concurrency reached (the trials' summed lengths over the sweep's wall time; 1 = one after another) and
+  the device each ran on. On the device machine pass `--out $OUT/gpu-check.json` to get the JSON back.
 Without a CUDA device it prints one line saying that no check has run, and exits 2.
 """
 from __future__ import annotations
@@ -55,20 +56,26 @@ def check_extraction(name: str, texts: list[str], dataset: str, batch_size: int,
     from encoders.models import load_encoder
     from encoders.registry import get_spec
 
-    spec = dataclasses.replace(get_spec(name), dtype="bfloat16")
     content = ItemContent(f"{dataset}-gpucheck", [""] + texts, [""] * (len(texts) + 1))
-    with tempfile.TemporaryDirectory() as cache:
-        entry = extract_features(content, spec, cache_dir=cache, batch_size=batch_size, device="cuda", progress=False)
-        bf16 = np.asarray(entry.features[1:], dtype=np.float32)
-        manifest = entry.manifest
-    fp32_encoder = load_encoder(dataclasses.replace(spec, dtype="float32"), "cuda")
-    tokens = sum(len(ids) for ids in fp32_encoder.tokenizer(texts, truncation=True, max_length=spec.max_tokens)["input_ids"])
-    fp32 = np.concatenate([fp32_encoder.encode(texts[i:i + batch_size]).numpy()
-                           for i in range(0, len(texts), batch_size)])
-    del fp32_encoder
-    torch.cuda.empty_cache()
+    features = {}
+    for dtype in ("float32", "bfloat16"):  # both through the users' path: same item order, same batches
+        spec = dataclasses.replace(get_spec(name), dtype=dtype)
+        encoder = load_encoder(spec, "cuda")
+        encoder.encode(texts[:batch_size])  # warm-up: CUDA context and kernels, not timed
+        torch.cuda.synchronize()
+        with tempfile.TemporaryDirectory() as cache:
+            entry = extract_features(content, spec, cache_dir=cache, batch_size=batch_size, device="cuda",
+                                     progress=False, encoder=encoder)
+            features[dtype] = (np.asarray(entry.features[1:], dtype=np.float32), entry.manifest)
+        if dtype == "bfloat16":
+            tokens = sum(len(ids) for ids in encoder.tokenizer(texts, truncation=True,
+                                                                max_length=spec.max_tokens)["input_ids"])
+        del encoder
+        torch.cuda.empty_cache()
+    (bf16, manifest), (fp32, _) = features["bfloat16"], features["float32"]
     cosine = (bf16 * fp32).sum(1) / (np.linalg.norm(bf16, axis=1) * np.linalg.norm(fp32, axis=1) + 1e-12)
     seconds = manifest["extract_seconds"]
+    # the floor counts every parameter (embeddings included, which cost no FLOPs): a slight overestimate
     floor = 2 * spec.params * tokens / (peak_tflops * 1e12)
     return line(f"extract {name}", items=len(texts), items_per_s=round(len(texts) / seconds, 1),
                 tokens_per_s=round(tokens / seconds), seconds=round(seconds, 2), floor_seconds=round(floor, 3),
@@ -86,15 +93,12 @@ def check_packing(gpus_per_trial: float, seeds: int) -> dict:
         records = [json.loads(p.read_text()) for p in Path(storage, "records").glob("*.json")]
     if done.returncode != 0 or not records:
         return line("packing", ok=False, returncode=done.returncode, error=done.stderr.strip().splitlines()[-1:])
-    spans = []
-    for record in records:
-        end = time.mktime(time.strptime(record["created"], "%Y-%m-%dT%H:%M:%SZ"))
-        spans.append((end - record["train_seconds_total"], end))
-    most = max(sum(s <= t < e for s, e in spans) for t, _ in spans)
+    # trials overlapped when their summed lengths exceed the sweep's wall time (1 = one after another)
+    busy = sum((r.get("timing") or {}).get("trial_seconds") or 0.0 for r in records)
     devices = sorted({r["runtime"]["device"] for r in records})
-    return line("packing", trials=len(records), gpus_per_trial=gpus_per_trial, most_at_once=most,
-                devices="/".join(devices), wall_seconds=round(wall, 1),
-                ok=most > 1 and all(d.startswith("cuda") for d in devices))
+    return line("packing", trials=len(records), gpus_per_trial=gpus_per_trial,
+                concurrency=round(busy / wall, 2), devices="/".join(devices), wall_seconds=round(wall, 1),
+                ok=busy / wall > 1.5 and all(d.startswith("cuda") for d in devices))
 
 
 def main() -> int:
@@ -104,7 +108,7 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=0, help="only the first N items (0 = all)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--gpus-per-trial", type=float, default=0.25)
-    parser.add_argument("--packing-seeds", type=int, default=4)
+    parser.add_argument("--packing-seeds", type=int, default=8)
     parser.add_argument("--out", default=str(ROOT / "results" / "speed" / "gpu-check.json"))
     args = parser.parse_args()
     if not torch.cuda.is_available():
@@ -116,14 +120,21 @@ def main() -> int:
                    torch=torch.__version__, cuda=torch.version.cuda, host=os.uname().nodename)]
     peak = matmul_tflops()
     checks.append(line("matmul", bf16_tflops=round(peak, 1)))
-    texts = items_from_source(args.dataset).texts[1:]
-    texts = texts[:args.limit] if args.limit else texts
-    for name in args.encoders:
+    try:
+        texts = items_from_source(args.dataset).texts[1:]
+        texts = texts[:args.limit] if args.limit else texts
+    except Exception as err:  # noqa: BLE001 - e.g. the data set's package is missing on this machine
+        checks.append(line("data", ok=False, error=f"{type(err).__name__}: {str(err).splitlines()[0]}"))
+        texts = []
+    for name in args.encoders if texts else []:
         try:
             checks.append(check_extraction(name, texts, args.dataset, args.batch_size, peak))
-        except (OSError, ValueError, RuntimeError, KeyError) as err:  # e.g. a ladder encoder not installed
-            checks.append(line(f"extract {name}", ok=False, error=str(err).splitlines()[0]))
-    checks.append(check_packing(args.gpus_per_trial, args.packing_seeds))
+        except Exception as err:  # noqa: BLE001 - one failing check (an encoder not installed) must not end the run
+            checks.append(line(f"extract {name}", ok=False, error=f"{type(err).__name__}: {str(err).splitlines()[0]}"))
+    try:
+        checks.append(check_packing(args.gpus_per_trial, args.packing_seeds))
+    except Exception as err:  # noqa: BLE001
+        checks.append(line("packing", ok=False, error=f"{type(err).__name__}: {err}"))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(checks, indent=2) + "\n")
     return 0

@@ -50,19 +50,21 @@ def window_pairs(windows: np.ndarray, n_pairs: int, seed: int) -> np.ndarray:
 
 
 def codebook(entry, teacher: np.ndarray, windows: np.ndarray, n_codes: int, n_sub: int, sample: int,
-             seed: int) -> np.ndarray:
-    """K x D centroids, cached beside the features under (K, D, sample, seed, training-pair source)."""
+             seed: int) -> tuple[np.ndarray, float | None]:
+    """(K x D centroids, seconds to fit them or None when they came from the cache), cached beside the
+    features under (K, D, sample, seed, training-pair source)."""
     source = hashlib.sha256(np.ascontiguousarray(windows).tobytes()).hexdigest()[:12]
     path = entry.path / f"codebook-K{n_codes}-D{n_sub}-n{sample}-s{seed}-{source}.npy"
     if path.is_file():
         cached = np.load(path)
         if cached.shape == (n_codes, n_sub):
-            return cached
+            return cached, None
+    start = time.perf_counter()
     pairs = window_pairs(windows, sample, seed)
     pairs = pairs[entry.mask[pairs[:, 0]] & entry.mask[pairs[:, 1]]]
     centroids = fit_codebook(teacher, pairs, n_codes, n_sub, seed)
     atomic_save(centroids, path)
-    return centroids
+    return centroids, time.perf_counter() - start
 
 
 def load_modalities(data: SequenceData, settings: FeatureSettings, windows: np.ndarray, *, model_dim: int, seed: int,
@@ -78,9 +80,8 @@ def load_modalities(data: SequenceData, settings: FeatureSettings, windows: np.n
                                  log=lambda m: print(m, file=sys.stderr))
         teacher = np.array(entry.features, dtype=np.float32)  # a writable copy of the memory-mapped cache
         init = reduce_features(entry, reduce, reduce_dim, seed=0) if reduce != "none" else teacher
-        start = time.perf_counter()
-        centroids = (codebook(entry, teacher, windows, n_codes, n_sub, codebook_sample, seed) if need_codes else None)
-        teacher_seconds = time.perf_counter() - start
+        centroids, teacher_seconds = (codebook(entry, teacher, windows, n_codes, n_sub, codebook_sample, seed)
+                                      if need_codes else (None, None))
         trained = np.zeros(len(teacher), dtype=bool)
         trained[np.unique(windows)] = True  # items in the training rows (inputs or targets)
         trained[0] = False
@@ -94,7 +95,7 @@ def load_modalities(data: SequenceData, settings: FeatureSettings, windows: np.n
                           "items_per_second": entry.manifest["items_per_second"],
                           "compute_dtype": entry.manifest["compute_dtype"],
                           "cache_mb": round(entry.features.nbytes / 2 ** 20, 2),
-                          "teacher_seconds": round(teacher_seconds, 3)})
+                          "teacher_seconds": None if teacher_seconds is None else round(teacher_seconds, 3)})
     return modalities, summaries
 
 

@@ -477,17 +477,21 @@ def scaling_slope_table(long: pd.DataFrame, trials: pd.DataFrame, metric: str, s
     if sub.empty:
         return None
     sub = sub.assign(modality=sub["family"].str.split(":").str[-1])
-    rows, numeric = [], []
+    rows, numeric, skipped = [], [], []
+    sub = sub[np.isfinite(sub["value"].to_numpy(float))]
     for (dataset, backbone, modality, method), g in sub.groupby(["dataset", "backbone", "modality", "method"],
                                                                  sort=False):
-        sizes = g["encoder_params"].nunique()
-        if sizes < 3:
+        # the seeds of one encoder share its features: the encoders are the independent points, so the fit
+        # runs on per-encoder means with n_encoders - 2 degrees of freedom
+        means = g.groupby("encoder_params")["value"].mean()
+        if len(means) < 3:
+            skipped.append(f"{method} ({len(means)} sizes)")
             continue
-        x, y = np.log10(g["encoder_params"].to_numpy(float)), g["value"].to_numpy(float)
+        x, y = np.log10(means.index.to_numpy(float)), means.to_numpy(float)
         fit = scipy_stats.linregress(x, y)
         half = float(scipy_stats.t.ppf(0.975, len(x) - 2) * fit.stderr)
         entry = {"dataset": dataset, "backbone": backbone, "modality": modality, "method": method,
-                 "encoders": int(sizes), "trials": len(x), "slope_per_decade": float(fit.slope),
+                 "encoders": len(means), "trials": len(g), "slope_per_decade": float(fit.slope),
                  "ci_low": float(fit.slope - half), "ci_high": float(fit.slope + half), "p_value": float(fit.pvalue),
                  "relative_per_decade": float(fit.slope / y.mean()) if y.mean() else float("nan"),
                  "nonzero": bool(fit.slope - half > 0 or fit.slope + half < 0)}
@@ -500,9 +504,12 @@ def scaling_slope_table(long: pd.DataFrame, trials: pd.DataFrame, metric: str, s
         rows.append([e["dataset"], e["backbone"], e["modality"], e["method"], str(e["encoders"]), str(e["trials"]),
                      f"{e['slope_per_decade']:+.4f}", f"[{e['ci_low']:+.4f}, {e['ci_high']:+.4f}]",
                      f"{100 * e['relative_per_decade']:+.1f}%", f"{e['p_value']:.3f}", "yes" if e["nonzero"] else "no"])
-    caption = (f"Encoder-size slope: least-squares fit of {split} {metric} on log10(encoder parameters), every "
-               "trial one point (seeds x encoders), default K and D; 95% confidence interval from the t "
-               "distribution; 'distinguishable' = the interval excludes 0. Relative: the slope over the mean. "
+    caption = (f"Encoder-size slope: least-squares fit of {split} {metric} (the mean over seeds per encoder) on "
+               "log10(encoder parameters), one point per encoder, default K and D; 95% confidence interval from "
+               "the t distribution with encoders - 2 degrees of freedom; 'distinguishable' = the interval "
+               "excludes 0. Relative: the slope over the mean. Encoder families differ along the ladder (sentence "
+               "encoders, then decoder LLMs), so size and family move together. "
+               + (f"Fewer than 3 sizes, not fitted: {', '.join(skipped)}. " if skipped else "")
                + _every_row(common) + protocol_caption(records, split))
     header = ["dataset", "backbone", "modality", "method", "encoders", "trials", f"{metric} per decade", "95% CI",
               "relative", "p", "distinguishable from 0"]
@@ -517,29 +524,33 @@ def encoder_cost_table(records: list[dict], trials: pd.DataFrame) -> Table | Non
         for f in r.get("features") or []:
             key = (r["config"]["dataset"], f["encoder"])
             e = entries.setdefault(key, {"dataset": key[0], "encoder": key[1], "teacher": []})
-            for field in ("params", "dim", "compute_dtype", "items_per_second", "extract_seconds", "cache_mb"):
-                if e.get(field) is None:  # records made before a field existed leave it to later ones
-                    e[field] = f.get(field)
+            if e.get("compute_dtype") is None:  # one record's extraction facts; newer records carry more fields
+                e.update({field: f.get(field) for field in ("params", "dim", "compute_dtype", "items_per_second",
+                                                            "extract_seconds", "cache_mb")})
             if r["config"]["method"] in (KDSR, *ABLATIONS) and f.get("teacher_seconds"):
                 e["teacher"].append(f["teacher_seconds"])
     if not entries:
         return None
-    kdsr = trials[trials["method"] == KDSR].groupby(["dataset", "encoder"])["seconds_per_epoch"].median()
+    default_kd = trials["variant"].map(lambda v: not _sets_k_or_d(v))
+    kdsr = trials[(trials["method"] == KDSR) & default_kd].groupby(["dataset", "encoder", "backbone"])[
+        "seconds_per_epoch"].median()
     rows, numeric = [], []
     dash = lambda v, fmt: MISSING if v is None or (isinstance(v, float) and not math.isfinite(v)) else fmt.format(v)  # noqa: E731
-    for key in sorted(entries, key=lambda k: (k[0], entries[k]["params"] or 0)):
+    for key in sorted(entries, key=lambda k: (k[0], entries[k]["params"] or 0, k[1])):
         e = entries[key]
         e["teacher_seconds"] = float(np.median(e.pop("teacher"))) if e["teacher"] else None
-        e["kdsr_seconds_per_epoch"] = float(kdsr.get(key, float("nan")))
+        per_backbone = {b: float(v) for (d, enc, b), v in kdsr.items() if (d, enc) == key}
+        e["kdsr_seconds_per_epoch"] = "; ".join(f"{b} {v:.2f}" for b, v in sorted(per_backbone.items())) or None
         numeric.append(e)
         rows.append([e["dataset"], e["encoder"], dash(e["params"] and e["params"] / 1e6, "{:.1f}M"),
                      dash(e["dim"], "{}"), e["compute_dtype"] or MISSING, dash(e["items_per_second"], "{:.1f}"),
                      dash(e["extract_seconds"], "{:.1f}"), dash(e["cache_mb"], "{:.1f}"),
-                     dash(e["teacher_seconds"], "{:.2f}"), dash(e["kdsr_seconds_per_epoch"], "{:.2f}")])
+                     dash(e["teacher_seconds"], "{:.2f}"), e["kdsr_seconds_per_epoch"] or MISSING])
     caption = ("Cost per encoder: feature extraction once per data set (compute dtype, items/s and seconds as "
                "recorded when the cache entry was made; bf16 against fp32 on this CPU: results/speed/"
                "extract-dtype-*.md), cache size, the KDSR teacher's codebook fit (median seconds per trial; – where "
-               "it came from the cache or the record predates the field) and the KDSR median s/epoch.")
+               "it came from the cache or the record predates the field) and the KDSR median s/epoch per backbone "
+               "(default K and D).")
     header = ["dataset", "encoder", "params", "dim", "dtype", "items/s", "extract s", "cache MB", "codebook s",
               "KDSR s/epoch"]
     return Table("encoder_costs", caption, header, rows, numeric=pd.DataFrame(numeric))
@@ -636,8 +647,8 @@ def scaling_figure(table: Table, metric: str, folder: Path, reference: dict, met
                    name: str) -> list[Path] | None:
     """One panel per data set, backbone and modality: every encoder of that modality, whatever its family,
     on one log-size axis (the families are in the encoders' names), so a line is a ladder. Points are
-    means over seeds with ± one standard error; the ID-only backbone (`reference`: (data set, backbone) ->
-    mean, standard error) is a horizontal band. `methods`: the lines to draw (e.g. without the ablations)."""
+    means over seeds with ± one standard error; the ID-only backbone (`reference`: (data set, backbone,
+    settings) -> mean, standard error, drawn where its settings are the ones all lines share) is a band. `methods`: the lines to draw (e.g. without the ablations)."""
     stats = table.numeric.copy()
     stats = stats[stats["method"].map(lambda m: m.split(" (")[0]).isin(methods)]
     if stats.empty:
@@ -659,7 +670,7 @@ def scaling_figure(table: Table, metric: str, folder: Path, reference: dict, met
             ax.errorbar(m["encoder_params"], m["mean"], yerr=error, marker="o", markersize=3, capsize=2,
                         label=method, color=_color(method), linewidth=1.2)
         ladder = sorted(set(zip(sub["encoder"], sub["encoder_params"])), key=lambda t: t[1])
-        for k, (encoder, params) in enumerate(ladder):  # neighbours alternate bottom / top, so names never overlap
+        for k, (encoder, params) in enumerate(ladder):  # neighbours alternate bottom / top
             top = k % 2 == 1
             ax.annotate(encoder, (params, 1.0 if top else 0.0), xycoords=("data", "axes fraction"),
                         xytext=(0, -2 if top else 2), textcoords="offset points", fontsize=5, rotation=90,
