@@ -701,22 +701,38 @@ def id_reference(long: pd.DataFrame, metric: str, split: str) -> dict:
     return out
 
 
-def kd_figure(table: Table, metric: str, folder: Path) -> list[Path]:
+def kd_figure(table: Table, metric: str, folder: Path, sizes: dict | None = None) -> list[Path]:
+    """One heatmap per data set, backbone, encoder (in order of encoder size where `sizes` knows it) and
+    setting, each cell annotated with its mean (and seed count when under the most seeds); settings all
+    panels share go to the figure title; one y label, colour-bar labels only where they cannot overlap."""
     plt = _figure_setup()
     stats = table.numeric
     panels = list(dict.fromkeys(zip(stats["dataset"], stats["backbone"], stats["encoder"], stats["settings"])))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 2.6), squeeze=False)
+    panels.sort(key=lambda p: (p[0], p[1], (sizes or {}).get(p[2], 0), p[2], p[3]))
+    shared = set.intersection(*(set(p[3].split()) for p in panels)) if panels else set()
+    most = int(stats["count"].max())
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.9 * len(panels), 2.7), squeeze=False, constrained_layout=True)
     for ax, (dataset, backbone, encoder, settings) in zip(axes[0], panels):
         sub = stats[(stats["dataset"] == dataset) & (stats["backbone"] == backbone) & (stats["encoder"] == encoder)
                     & (stats["settings"] == settings)]
         grid = sub.pivot_table(index="K", columns="D", values="mean")
+        counts = sub.pivot_table(index="K", columns="D", values="count")
         image = ax.imshow(grid.values, cmap="viridis", aspect="auto")
+        for i in range(grid.shape[0]):
+            for j in range(grid.shape[1]):
+                value, n = grid.values[i, j], counts.values[i, j]
+                if np.isfinite(value):
+                    ax.text(j, i, f"{value:.4f}" + (f"\n(n={int(n)})" if n < most else ""), ha="center",
+                            va="center", fontsize=5.5, color="white" if value < np.nanmean(grid.values) else "black")
         ax.set_xticks(range(len(grid.columns)), [str(int(d)) for d in grid.columns])
         ax.set_yticks(range(len(grid.index)), [str(int(k)) for k in grid.index])
         ax.set_xlabel("D")
-        ax.set_ylabel("K")
-        ax.set_title(f"{dataset} {backbone}\n{encoder}" + (f"\n{settings[:40]}" if settings else ""))
-        fig.colorbar(image, ax=ax, label=metric)
+        own = " ".join(t for t in settings.split() if t not in shared)
+        ax.set_title(f"{dataset} {backbone}\n{encoder}" + (f"\n{own}" if own else ""), fontsize=7)
+        fig.colorbar(image, ax=ax, shrink=0.85)
+    axes[0][0].set_ylabel("K")
+    fig.suptitle(f"{metric}, mean over seeds (n={most} unless marked)"
+                 + (f"; every panel: {' '.join(sorted(shared))}" if shared else ""), fontsize=6)
     paths = _save(fig, folder, "k_d_heatmap")
     plt.close(fig)
     return paths
@@ -825,7 +841,8 @@ def write_report(results: str | Path, out: str | Path, metrics=DEFAULT_METRICS, 
     kd = kd_table(long, trials, "NDCG@10", split, records)
     if kd:
         tables.append(kd)
-        figures.append(kd_figure(kd, f"{split} NDCG@10", figures_dir)[0].name)
+        sizes = dict(zip(trials["encoder"], trials["encoder_params"]))
+        figures.append(kd_figure(kd, f"{split} NDCG@10", figures_dir, sizes)[0].name)
     retention_rows = retention_table(records)
     if retention_rows:
         tables.append(retention_rows)
