@@ -660,8 +660,11 @@ def scaling_figure(table: Table, metric: str, folder: Path, reference: dict, met
     fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.0), squeeze=False, constrained_layout=True)
     for ax, (dataset, backbone, panel) in zip(axes[0], panels):
         sub = stats[(stats["dataset"] == dataset) & (stats["backbone"] == backbone) & (stats["panel"] == panel)]
-        if (dataset, backbone, " ".join(sorted(common))) in reference:
-            mean, error = reference[(dataset, backbone, " ".join(sorted(common)))]
+        # the ID-only trials whose settings are the most of those every line shares (a method-only setting
+        # such as score_with=fused does not apply to them)
+        matching = [k for k in reference if k[:2] == (dataset, backbone) and set(k[2].split()) <= common]
+        if matching:
+            mean, error = reference[max(matching, key=lambda k: (len(k[2].split()), k[2]))]
             ax.axhspan(mean - error, mean + error, color=_color("id"), alpha=0.2, linewidth=0)
             ax.axhline(mean, color=_color("id"), linewidth=0.8, linestyle="--", label="id (no encoder)")
         for method in _order(sub["method"], METHOD_ORDER):
