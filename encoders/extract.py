@@ -11,6 +11,8 @@ one to finish assembles the entry.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import sys
 import time
@@ -76,8 +78,30 @@ def extract_features(content: ItemContent, spec: EncoderSpec, *, cache_dir=None,
                      device: str = "cpu", storage_dtype: str = "float32", chunk_size: int = 1024, model_dir=None,
                      shard: tuple[int, int] = (0, 1), progress: bool = True, encoder: Encoder | None = None,
                      log=print) -> FeatureSet | None:
-    """Return the cached features, extracting what is missing. None when other shards still have work."""
+    """Return the cached features, extracting what is missing. None when other shards still have work.
+    Two processes asked for the same entry and shard take turns (a file lock): the second waits, then
+    finds the entry (or the first one's finished chunks) instead of encoding everything again."""
     folder, payload = entry_folder(content, spec, device, storage_dtype, model_dir, cache_dir)
+    with _shard_lock(folder, shard):
+        return _cached_or_extracted(folder, payload, content, spec, batch_size, device, storage_dtype, chunk_size,
+                                    model_dir, shard, progress, encoder, log)
+
+
+@contextlib.contextmanager
+def _shard_lock(folder: Path, shard: tuple[int, int]):
+    """An exclusive lock on <features>/.locks/<entry>.<i>-of-<n>; released by the OS if the holder dies."""
+    lock_path = folder.parent / ".locks" / f"{folder.name}.{shard[0]}-of-{shard[1]}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _cached_or_extracted(folder, payload, content, spec, batch_size, device, storage_dtype, chunk_size, model_dir,
+                         shard, progress, encoder, log) -> FeatureSet | None:
     if (folder / "manifest.json").exists():
         try:
             return open_entry(folder)

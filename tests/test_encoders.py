@@ -1,13 +1,16 @@
 """Encoders: pooling, registry, tiny ViT / CLIP / LLaMA / BERT round trips through the registry path,
 the feature cache (resume, corruption, shards, missing content) and the real MiniLM on ML-100k."""
+import contextlib
 import json
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
 import torch
 
+import encoders.extract as extract_module
 from encoders.cache import open_entry
 from encoders.extract import ItemContent, extract_features
 from encoders.models import load_encoder
@@ -210,9 +213,34 @@ def test_resume_after_interrupted_extraction(tiny_models, tmp_path):
     assert not entry.features[20].any() and not entry.features[0].any()
 
 
-def test_a_second_extractor_of_the_same_entry_takes_the_first_ones_result(tiny_models, tmp_path):
-    """Two processes extracting one entry (e.g. a rerun while the first still runs): the one that finishes
-    second finds the partial folder gone and returns the finished entry instead of failing."""
+def test_a_second_extractor_of_the_same_entry_waits_for_the_first(tiny_models, tmp_path):
+    """A rerun while the first extraction still runs blocks on the entry's lock, then takes the finished
+    entry without encoding anything."""
+    spec = tiny_models["bert"]
+    real = load_encoder(spec)
+    kw = dict(cache_dir=tmp_path, batch_size=4, chunk_size=4, progress=False)
+    second, results = CountingEncoder(real), {}
+    waiter = threading.Thread(target=lambda: results.update(entry=extract_features(content(), spec, encoder=second,
+                                                                                      **kw)))
+
+    class StartsASecond(CountingEncoder):
+        def encode(self, batch):
+            if self.batches == 2:
+                waiter.start()
+                waiter.join(timeout=1.0)
+                assert waiter.is_alive()  # still waiting for the lock
+            return super().encode(batch)
+
+    first = extract_features(content(), spec, encoder=StartsASecond(real), **kw)
+    waiter.join(timeout=30)
+    assert not waiter.is_alive() and second.items == 0
+    assert results["entry"].path == first.path and np.array_equal(results["entry"].features, first.features)
+
+
+def test_without_a_lock_a_second_extractor_still_takes_the_first_ones_result(tiny_models, tmp_path, monkeypatch):
+    """Where locks do not hold (some network file systems; shards assembling at once), the extractor that
+    finishes second finds the partial folder gone and returns the finished entry instead of failing."""
+    monkeypatch.setattr(extract_module, "_shard_lock", lambda folder, shard: contextlib.nullcontext())
     spec = tiny_models["bert"]
     real = load_encoder(spec)
     kw = dict(cache_dir=tmp_path, batch_size=4, chunk_size=4, progress=False)

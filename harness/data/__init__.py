@@ -63,8 +63,9 @@ def resolve_source(name: str, data_dir: str | Path | None = None):
     if name.startswith("amazon2023-"):
         category, benchmark = parse_amazon2023(name)
         # local files, or the Hub's files once in the HF cache: fingerprinted by content like every source
-        files = [f for part in amazon2023_files(data_dir, category, benchmark).values() for f in part]
-        return "amazon2023", files, lambda: load_amazon2023(data_dir, name)
+        parts = amazon2023_files(data_dir, category, benchmark)
+        files = [f for part in parts.values() for f in part]
+        return "amazon2023", files, lambda: load_amazon2023(data_dir, name, parts)
     path = Path(name)
     if path.is_dir():
         _, files = atomic_files(path)

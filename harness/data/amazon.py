@@ -365,9 +365,10 @@ def _meta_2023(files: list[Path], wanted: set[str]) -> pd.DataFrame:
     return _meta_rows(records, "parent_asin", _text_2023, lambda r: _image_2023(r.get("images")))
 
 
-def load_amazon2023(folder: str | Path | None, name: str) -> RawData:
+def load_amazon2023(folder: str | Path | None, name: str, parts: dict[str, list[Path]] | None = None) -> RawData:
+    """`parts`: the files amazon2023_files found (resolve_source passes them, so the Hub is asked once)."""
     category, benchmark = parse_amazon2023(name)
-    parts = amazon2023_files(folder, category, benchmark)
+    parts = parts or amazon2023_files(folder, category, benchmark)
     review_columns = ["user_id", "parent_asin", "timestamp"]
     if benchmark:
         frames = []
