@@ -1,5 +1,6 @@
 """SASRec at max length 200 on ML-1M (the anchors' setting): seconds per epoch for each training-sample
-construction, with and without length-bucketed batches, fp32 and bf16, against the epoch's matmul floor.
+construction, with and without length-bucketed batches, fp32 and bf16, reference and fast kernels
+(methods/kernels.py), against the epoch's matmul floor; each fast row also as a ratio to its reference twin.
 
     python benchmarks/long_sequences.py --threads 2 [--epochs 1] [--target 0.19]
 
@@ -26,9 +27,11 @@ from harness.data.split import training_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 STRONG = ["--max-len", "200", "--exclude-history", "--n-heads", "1", "--dropout", "0.1", "--attn-dropout", "0.1"]
-CONFIGS = [  # (train_samples, length_buckets, precision)
-    ("windows", 0, "fp32"), ("windows", 16, "fp32"), ("last", 0, "fp32"), ("last", 16, "fp32"),
-    ("windows", 16, "bf16"), ("last", 16, "bf16"),
+CONFIGS = [  # (train_samples, length_buckets, precision, kernels)
+    ("windows", 0, "fp32", "reference"), ("windows", 0, "fp32", "fast"),
+    ("windows", 16, "fp32", "reference"), ("windows", 16, "fp32", "fast"),
+    ("last", 16, "fp32", "reference"), ("last", 16, "fp32", "fast"),
+    ("last", 0, "fp32", "reference"), ("windows", 16, "bf16", "reference"), ("last", 16, "bf16", "reference"),
 ]
 
 
@@ -48,7 +51,8 @@ def main(argv=None) -> int:
     parser.add_argument("--dataset", default="ml-1m")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--only", type=int, nargs="*", default=None, help="indices of CONFIGS to run")
+    parser.add_argument("--only", type=int, nargs="*", default=[0, 1, 2, 3, 4, 5],
+                        help="indices of CONFIGS to run (default: the six fp32 reference / fast pairs)")
     parser.add_argument("--out", default=str(ROOT / "results" / "speed"))
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -63,26 +67,35 @@ def main(argv=None) -> int:
              f"(logits-shaped) fp32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s. Settings: {' '.join(STRONG)}, "
              f"d 64, 2 blocks, batch 32 rows, full-softmax CE over {data.n_items:,} items; {args.epochs} epoch(s) "
              "per row, seed 0. With length_buckets > 0 batches are sorted by length and cut to their longest "
-             "row (methods/padding.py); with 0 they keep full width.", "",
-             "| train_samples | length_buckets | precision | rows | s/epoch | floor padded s | floor real s | "
-             "× real floor | valid s | valid NDCG@10 | load avg |", "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "row (methods/padding.py); with 0 they keep full width. `× reference`: s/epoch over the same row with "
+             "reference kernels.", "",
+             "| train_samples | length_buckets | precision | kernels | rows | s/epoch | × reference | floor padded s | "
+             "floor real s | × real floor | valid s | valid NDCG@10 | load avg |",
+             "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     print("\n".join(lines), flush=True)
-    for index, (samples, buckets, precision) in enumerate(CONFIGS):
+    reference: dict[tuple, float] = {}
+    for index, (samples, buckets, precision, kernels) in enumerate(CONFIGS):
         if args.only is not None and index not in args.only:
             continue
         rows = training_rows(data, split, 200, samples)
         rate = (fp32 if precision == "fp32" else bf16) * 1e9
         floor_padded, floor_real = epoch_flops(rows, data.n_items, real=False) / rate, epoch_flops(rows, data.n_items) / rate
         load = os.getloadavg()[0]
-        path = raw / f"{samples}-b{buckets}-{precision}.json"
+        path = raw / f"{samples}-b{buckets}-{precision}-{kernels}.json"
         cmd = [sys.executable, "-m", "harness.trial", "--dataset", args.dataset, "--backbone", "sasrec", *STRONG,
                "--train-samples", samples, "--length-buckets", str(buckets), "--precision", precision,
+               "--kernels", kernels,
                "--threads", str(args.threads), "--epochs", str(args.epochs), "--patience", str(args.epochs),
                "--quiet", "--out", str(path)]
         subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         record = json.loads(path.read_text())
         spe = record["seconds_per_epoch"]
-        row = (f"| {samples} | {buckets} | {precision} | {len(rows):,} | {spe:.1f} | {floor_padded:.1f} | "
+        if kernels == "reference":
+            reference[samples, buckets, precision] = spe
+        twin = reference.get((samples, buckets, precision))
+        ratio = f"{spe / twin:.2f}" if twin and kernels != "reference" else "–"
+        row = (f"| {samples} | {buckets} | {precision} | {kernels} | {len(rows):,} | {spe:.1f} | {ratio} | "
+               f"{floor_padded:.1f} | "
                f"{floor_real:.1f} | {spe / floor_real:.2f} | {record['curves'][-1]['eval_seconds']:.1f} | "
                f"{record['curves'][-1]['valid']['NDCG@10']:.4f} | {load:.1f} |")
         lines.append(row)

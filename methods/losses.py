@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from kdsr_util.settings import setting
+from methods.kernels import chunked_softmax_ce
 
 LOSSES = ("ce", "sampled", "gbce")
 
@@ -33,8 +34,10 @@ class LossSettings:
 class RecLoss:
     """loss(states [P, d], targets [P] item ids, items [n_items + 1, d] output vectors) -> scalar."""
 
-    def __init__(self, settings: LossSettings | None = None, item_counts: torch.Tensor | None = None):
+    def __init__(self, settings: LossSettings | None = None, item_counts: torch.Tensor | None = None,
+                 fused: bool = False):
         self.settings = settings or LossSettings()
+        self.fused = fused  # ce without holding the logits (methods.kernels), outside bf16 autocast
         if self.settings.loss not in LOSSES:
             raise ValueError(f"loss {self.settings.loss!r}: choose from {', '.join(LOSSES)}")
         self.item_counts = item_counts
@@ -43,6 +46,8 @@ class RecLoss:
 
     def __call__(self, states: torch.Tensor, targets: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         if self.settings.loss == "ce":
+            if self.fused and not torch.is_autocast_enabled(states.device.type):
+                return chunked_softmax_ce(states, items[1:], targets - 1)
             return F.cross_entropy((states @ items[1:].T).float(), targets - 1)
         n_items = items.shape[0] - 1
         negatives, log_q = self.sample(n_items, states.device)

@@ -52,7 +52,7 @@ def test_the_frozen_key_list_holds_only_declared_settings():
     assert set(SETTINGS) - KEYED_FIELDS_V1 == {"score_with", "device", "threads", "eval_batch_size", "train_samples",
                                                "sample_stride", "loss", "n_negatives", "negatives", "gbce_t",
                                                "length_buckets", "holistic_projection",
-                                               "bucket_weights"}
+                                               "bucket_weights", "kernels"}
 
 
 def test_a_new_default_behaviour_gets_new_keys_and_old_records_keep_theirs():
@@ -84,7 +84,8 @@ def test_routing_hands_each_component_its_own_settings():
                       async_schedule=[3])
     assert cfg.part(TrainConfig, progress=False).lr == 0.01
     assert cfg.part(TrainConfig).async_schedule == [3]
-    assert BACKBONES["gru4rec"].kwargs(cfg.backbone_settings()) == {"dim": 64, "hidden": 32, "dropout": 0.3}
+    assert BACKBONES["gru4rec"].kwargs(cfg.backbone_settings()) == {"dim": 64, "hidden": 32, "dropout": 0.3,
+                                                                          "kernels": "reference"}
     assert {s.name for s in declared(TrainConfig)} >= {"epochs", "lr", "precision", "async_schedule"}
 
 
