@@ -65,14 +65,18 @@ def ce_chunk_rows(n_items: int) -> int:
 
 class _ChunkedSoftmaxCE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, states, items, targets, chunk):
+    def forward(ctx, states, items, targets, chunk, matmul_dtype):
         need_states, need_items = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_states = torch.empty_like(states) if need_states else None
         grad_items = torch.zeros_like(items) if need_items else None
+        low = (lambda x: x.to(matmul_dtype)) if matmul_dtype is not None else (lambda x: x)
+        items_mm = low(items)
         total = torch.zeros((), dtype=torch.float64, device=states.device)
         for lo in range(0, len(states), chunk):
-            part, target = states[lo:lo + chunk], targets[lo:lo + chunk]
-            logits = part @ items.T
+            part, target = low(states[lo:lo + chunk]), targets[lo:lo + chunk]
+            logits = part @ items_mm.T
+            if matmul_dtype is not None:
+                logits = logits.float()  # the softmax is taken in fp32 (or the inputs' wider dtype)
             rows = torch.arange(len(target), device=states.device)
             picked = logits[rows, target]
             top = logits.amax(dim=1, keepdim=True)
@@ -83,26 +87,31 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
                 continue
             probs.div_(norm)
             probs[rows, target] -= 1  # d loss_i / d logits_i = softmax_i - one_hot(target_i)
+            probs = low(probs)
             if grad_states is not None:
-                torch.mm(probs, items, out=grad_states[lo:lo + chunk])
+                grad_states[lo:lo + chunk] = probs @ items_mm
             if grad_items is not None:
-                grad_items.addmm_(probs.T, part)
+                grad_items += probs.T @ part
         ctx.save_for_backward(grad_states, grad_items)
         ctx.count = max(len(states), 1)
-        return (total / ctx.count).to(states.dtype)
+        return (total / ctx.count).to(torch.promote_types(states.dtype, torch.float32))
 
     @staticmethod
     def backward(ctx, grad):
         grad_states, grad_items = ctx.saved_tensors
         scale = grad / ctx.count
         return (grad_states * scale if grad_states is not None else None,
-                grad_items * scale if grad_items is not None else None, None, None)
+                grad_items * scale if grad_items is not None else None, None, None, None)
 
 
 def chunked_softmax_ce(states: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
                        chunk: int | None = None) -> torch.Tensor:
     """Mean of -log softmax(states @ items.T)[target] over the rows: `F.cross_entropy(states @ items.T,
-    targets)` without holding the logits. states [P, d], items [N, d], targets [P] in 0..N-1."""
+    targets)` without holding the logits. states [P, d], items [N, d], targets [P] in 0..N-1. Under autocast
+    the matmuls run in its dtype (bf16) and the softmax in fp32, as autocast's own cross-entropy does."""
     if len(states) == 0:
         return F.cross_entropy(states @ items.T, targets)  # nan, as the reference
-    return _ChunkedSoftmaxCE.apply(states, items, targets, chunk or ce_chunk_rows(len(items)))
+    device = states.device.type
+    matmul_dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+    with torch.autocast(device, enabled=False):
+        return _ChunkedSoftmaxCE.apply(states, items, targets, chunk or ce_chunk_rows(len(items)), matmul_dtype)

@@ -37,7 +37,7 @@ class RecLoss:
     def __init__(self, settings: LossSettings | None = None, item_counts: torch.Tensor | None = None,
                  fused: bool = False):
         self.settings = settings or LossSettings()
-        self.fused = fused  # ce without holding the logits (methods.kernels), outside bf16 autocast
+        self.fused = fused  # ce without holding the logits (methods.kernels)
         if self.settings.loss not in LOSSES:
             raise ValueError(f"loss {self.settings.loss!r}: choose from {', '.join(LOSSES)}")
         self.item_counts = item_counts
@@ -46,7 +46,7 @@ class RecLoss:
 
     def __call__(self, states: torch.Tensor, targets: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         if self.settings.loss == "ce":
-            if self.fused and not torch.is_autocast_enabled(states.device.type):
+            if self.fused:
                 return chunked_softmax_ce(states, items[1:], targets - 1)
             return F.cross_entropy((states @ items[1:].T).float(), targets - 1)
         n_items = items.shape[0] - 1

@@ -97,3 +97,20 @@ def test_fast_kernels_learn_and_rerun_identically():
     assert results[0]["test"]["overall"]["HR@10"] > 0.9  # random: 10 / 30
     untimed = [[{k: v for k, v in c.items() if not k.endswith("seconds")} for c in r["curves"]] for r in results]
     assert results[0]["test"] == results[1]["test"] and untimed[0] == untimed[1]
+
+
+def test_chunked_ce_under_bf16_autocast_takes_bf16_matmuls_and_an_fp32_softmax():
+    torch.manual_seed(2)
+    states = torch.randn(40, 16, requires_grad=True)
+    items = torch.randn(30, 16, requires_grad=True)
+    targets = torch.randint(0, 30, (40,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = chunked_softmax_ce(states, items, targets, 8)
+        reference = F.cross_entropy((states @ items.T).float(), targets)
+    assert value.dtype == torch.float32 and torch.isclose(value, reference, rtol=1e-2)
+    exact = F.cross_entropy(states @ items.T, targets)
+    assert not torch.equal(value, exact) and torch.isclose(value, exact, rtol=2e-2)
+    mine = torch.autograd.grad(value, (states, items))
+    theirs = torch.autograd.grad(exact, (states, items))
+    for a, b in zip(mine, theirs):
+        assert a.dtype == torch.float32 and torch.allclose(a, b, atol=2e-2 * b.abs().max().item())
