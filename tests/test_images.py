@@ -260,3 +260,31 @@ def test_stale_temporaries_of_a_killed_run_are_removed(tmp_path, server):
     stale.write_bytes(b"half")
     fetch_images([("a", f"{server}/good.jpg")], tmp_path / "img", OPTIONS, progress=False)
     assert not stale.exists()
+
+
+def test_two_threads_storing_the_same_image_share_one_object(tmp_path, monkeypatch):
+    """Both threads see no object yet (the race), both write it: the items still link one inode."""
+    from pathlib import Path
+
+    from harness.data import images
+    barrier = threading.Barrier(2)
+    real_is_file = Path.is_file
+
+    def racing_is_file(self):
+        exists = real_is_file(self)
+        if "objects" in self.parts:
+            barrier.wait(timeout=5)  # both threads have checked before either writes
+        return exists
+
+    monkeypatch.setattr(images, "_download", lambda url, options: JPEG)
+    monkeypatch.setattr(Path, "is_file", racing_is_file)
+    out = tmp_path / "img"
+    (out / "items").mkdir(parents=True)  # as fetch_images makes it
+    threads = [threading.Thread(target=images.fetch_one, args=(f"i{k}", "u", out, OPTIONS)) for k in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    monkeypatch.setattr(Path, "is_file", real_is_file)
+    assert (out / "items" / "i0.jpg").stat().st_ino == (out / "items" / "i1.jpg").stat().st_ino
+    assert len([p for p in (out / "objects").rglob("*") if p.is_file()]) == 1

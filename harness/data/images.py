@@ -122,6 +122,26 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def _write_once(path: Path, data: bytes) -> None:
+    """Create the content-addressed `path` unless it exists. Two threads storing the same image keep the
+    first one's file: a rename over it would give the second thread's item links another inode than the
+    first's (seen under load), so the object is created with a hard link, which never replaces."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another writer stored the same content first
+        except OSError:  # a file system without hard links
+            if not path.exists():
+                os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def _link_atomic(target: Path, link: Path) -> None:
     tmp = link.with_name(f".{link.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     tmp.unlink(missing_ok=True)
@@ -150,7 +170,7 @@ def fetch_one(item: str, url: str, out: Path, options: FetchOptions) -> dict:
             digest = hashlib.sha256(body).hexdigest()
             obj = out / "objects" / digest[:2] / f"{digest}{ext}"
             if not obj.is_file():
-                _write_atomic(obj, body)
+                _write_once(obj, body)
             _link_atomic(obj, out / "items" / f"{item}{ext}")
             return {"item": item, "url": url, "ok": True, "sha256": digest, "attempts": attempts}
         except Permanent as err:
