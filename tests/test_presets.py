@@ -12,6 +12,9 @@ def test_the_strong_preset_per_data_set():
     assert "strong" in shipped_presets()
     ml1m = preset_values("strong", "ml-1m", "sasrec", SETTINGS)
     assert ml1m["max_len"] == 200 and ml1m["exclude_history"] is True and ml1m["n_heads"] == 1
+    assert ml1m["kernels"] == "fast"  # grids that ran with the preset before pin kernels: reference
+    for grid in ("scaling-cpu", "strong-ml100k", "strong-ml1m", "kd-ladder-cpu"):
+        assert {t.kernels for t in load_grid(grid).trials} == {"reference"}, grid
     assert preset_values("strong", "ml-100k", "sasrec", SETTINGS)["max_len"] == 50
     with pytest.raises(SettingError, match="no such preset; shipped presets: strong"):
         preset_values("weak", "ml-1m", "sasrec", SETTINGS)
