@@ -234,7 +234,9 @@ def run_trial(cfg: TrialConfig, data_dir=None, image_dir=None, model_dir=None, e
                                item_counts=torch.from_numpy(counts), backbone_settings=cfg.backbone_settings(),
                                loss=cfg.part(LossSettings))
     exclude_history, history_decision = decide_history_exclusion(cfg.exclude_history, data, split)
-    train_cfg = cfg.part(TrainConfig, device=device, seed=cfg.seed, progress=progress, exclude_history=exclude_history)
+    # fast kernels are new trials, so their evaluation may also skip all-padding columns (exact to the last bits)
+    train_cfg = cfg.part(TrainConfig, device=device, seed=cfg.seed, progress=progress, exclude_history=exclude_history,
+                         trim_eval=cfg.kernels == "fast")
     setup_seconds = time.perf_counter() - started  # data, split, features, codebook, model: the harness's share
     samples = (RandomCrops(data, split, cfg.max_len) if cfg.train_samples == "crop" else
                torch.from_numpy(windows if cfg.train_samples == "windows" else

@@ -108,13 +108,21 @@ class TransformerRecommender(SequentialRecommender):
     def attention_mask(self, item_seq: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def encode(self, item_seq):
+    def encode(self, item_seq, at: torch.Tensor | None = None):
+        """States [B, L, d]; with `at` (one position per row) only those rows' states [B, d]: the last block
+        then computes its query, output and feed-forward at that position alone (keys and values still
+        come from every position), about half of a two-block forward."""
         positions = torch.arange(item_seq.shape[1], device=item_seq.device)
         x = self.input_drop(self.input_norm(self.embed(item_seq) + self.pos_emb(positions)[None]))
         mask = self.attention_mask(item_seq)
-        for block in self.blocks:
-            x = block(x, mask)
+        for index, block in enumerate(self.blocks):
+            x = block(x, mask, at if index == len(self.blocks) - 1 else None)
         return x
+
+    def last_state(self, item_seq):
+        if self.kernels != "fast":
+            return super().last_state(item_seq)
+        return self.encode(item_seq, at=(item_seq > 0).sum(dim=1).clamp(min=1) - 1)
 
 
 class SASRec(TransformerRecommender):
@@ -143,12 +151,19 @@ class TransformerBlock(nn.Module):
         self.ff = nn.Sequential(nn.Linear(dim, inner_dim), nn.GELU(), nn.Linear(inner_dim, dim), Dropout(dropout, fast))
         self.norm2 = nn.LayerNorm(dim, eps=1e-12)
 
-    def forward(self, x, mask):
+    def forward(self, x, mask, at: torch.Tensor | None = None):
+        """x [B, L, d] -> [B, L, d]; with `at` [B] positions, the outputs at those positions only, [B, d]."""
         b, l, d = x.shape
         q, k, v = self.qkv(x).view(b, l, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        if at is not None:
+            rows = torch.arange(b, device=x.device)
+            q, x = q[rows, :, at][:, :, None], x[rows, at][:, None]  # [B, H, 1, d_head], [B, 1, d]
+            mask = mask.expand(b, 1, l, l)[rows, :, at][:, :, None]  # [B, 1, 1, L]
+            l = 1
         attn = attention(q, k, v, mask, self.attn_dropout if self.training else 0.0, self.fast)
         x = self.norm1(x + self.drop1(self.out(attn.transpose(1, 2).reshape(b, l, d))))
-        return self.norm2(x + self.ff(x))
+        x = self.norm2(x + self.ff(x))
+        return x if at is None else x[:, 0]
 
 
 class GRU4Rec(SequentialRecommender):
@@ -209,6 +224,8 @@ class BERT4Rec(TransformerRecommender):
         position = torch.where(full, lengths - 1, lengths)
         rows = torch.arange(len(seq), device=seq.device)
         seq[rows, position] = self.mask_token
+        if self.kernels == "fast":
+            return self.encode(seq, at=position)
         return self.encode(seq)[rows, position]
 
 

@@ -32,6 +32,7 @@ class TrainConfig:
                             help="epochs without a validation improvement before stopping")
     eval_batch_size: int = setting(512, interval="[1, inf)", execution=True, help="users per evaluation batch")
     exclude_history: bool = False  # remove the user's earlier items from the ranking (the harness decides it)
+    trim_eval: bool = False  # evaluation batches cut to their longest history (the harness sets it with fast kernels)
     device: str = setting("cpu", pattern=r"auto|cpu|cuda(:\d+)?", execution=True,
                           help="auto, cpu, cuda or cuda:N")
     precision: str = setting("fp32", choices=PRECISIONS,
@@ -109,7 +110,7 @@ def _optimizer(model, cfg: TrainConfig):
 
 
 # TrainConfig fields that do not change what a run computes: a checkpoint may resume under other values.
-EXECUTION_ONLY = ("progress", "device", "eval_batch_size")
+EXECUTION_ONLY = ("progress", "device", "eval_batch_size", "trim_eval")
 
 
 def early_stopping(score: float, best: float, stale: int, patience: int) -> tuple[float, int, bool, bool]:
@@ -200,7 +201,7 @@ def fit(model, train_windows: torch.Tensor, valid: EvalSet, test: EvalSet, cfg: 
         torch.cuda.reset_peak_memory_stats()
     n_params = count_trainable(model)
     eval_kwargs = dict(ks=cfg.ks, batch_size=cfg.eval_batch_size, device=device,
-                       exclude_history=cfg.exclude_history, trim=cfg.length_buckets > 0)
+                       exclude_history=cfg.exclude_history, trim=cfg.length_buckets > 0 or cfg.trim_eval)
     state = TrainingState()
     stop_reason = "no training (no trainable parameters)"
     resumed_from = 0

@@ -114,3 +114,14 @@ def test_chunked_ce_under_bf16_autocast_takes_bf16_matmuls_and_an_fp32_softmax()
     theirs = torch.autograd.grad(exact, (states, items))
     for a, b in zip(mine, theirs):
         assert a.dtype == torch.float32 and torch.allclose(a, b, atol=2e-2 * b.abs().max().item())
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "bert4rec"])
+def test_the_last_block_at_one_position_per_row_equals_the_full_forward_there(backbone):
+    seed_everything(0)
+    model = build_backbone(backbone, 30, 8, settings={"kernels": "fast"}).eval()
+    seq = torch.tensor([[3, 4, 5, 0, 0, 0, 0, 0], [1, 2, 3, 4, 5, 6, 7, 8], [9, 0, 0, 0, 0, 0, 0, 0]])
+    at = torch.tensor([2, 7, 0])
+    with torch.no_grad():
+        full = model.encode(seq)[torch.arange(3), at]
+        assert torch.allclose(model.encode(seq, at=at), full, atol=1e-5)
