@@ -78,6 +78,8 @@ def main(argv=None) -> int:
     parser.add_argument("--name", default="", help="suffix of the output file")
     parser.add_argument("--out", default=str(ROOT / "results" / "speed"))
     args = parser.parse_args(argv)
+    if not args.only:
+        parser.error("--only needs at least one index of CONFIGS")
     out = Path(args.out)
     raw = out / f"long-{args.dataset}"
     raw.mkdir(parents=True, exist_ok=True)

@@ -234,7 +234,8 @@ def run_trial(cfg: TrialConfig, data_dir=None, image_dir=None, model_dir=None, e
                                item_counts=torch.from_numpy(counts), backbone_settings=cfg.backbone_settings(),
                                loss=cfg.part(LossSettings))
     exclude_history, history_decision = decide_history_exclusion(cfg.exclude_history, data, split)
-    # fast kernels are new trials, so their evaluation may also skip all-padding columns (exact to the last bits)
+    # fast kernels are new trials, so their evaluation may also skip all-padding columns (the same scores up to
+    # float rounding; fast records made before 2026-12-03's evaluation change evaluated at full width)
     train_cfg = cfg.part(TrainConfig, device=device, seed=cfg.seed, progress=progress, exclude_history=exclude_history,
                          trim_eval=cfg.kernels == "fast")
     setup_seconds = time.perf_counter() - started  # data, split, features, codebook, model: the harness's share

@@ -21,6 +21,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 KERNELS = ("reference", "fast")
 _FULL_RANGE = (-2**63, 2**63 - 1)  # random_(from, to) draws all 64 bits (up to one value) in this range
@@ -32,7 +33,7 @@ def fast_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tens
     n = x.numel()
     bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(*_FULL_RANGE)
     keep = bits.view(torch.int16)[:n].view(x.shape) >= round(p * 65536) - 32768
-    return x * keep.to(x.dtype).mul_(1 / (1 - p))
+    return (x * keep.to(x.dtype)).mul_(1 / (1 - p))  # the scale as a Python float: exact in bf16 too
 
 
 class Dropout(nn.Module):
@@ -65,8 +66,9 @@ def ce_chunk_rows(n_items: int) -> int:
 
 class _ChunkedSoftmaxCE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, states, items, targets, chunk, matmul_dtype):
-        need_states, need_items = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    def forward(ctx, states, items, targets, chunk, matmul_dtype, grad_enabled):
+        need_states = grad_enabled and ctx.needs_input_grad[0]
+        need_items = grad_enabled and ctx.needs_input_grad[1]
         grad_states = torch.empty_like(states) if need_states else None
         grad_items = torch.zeros_like(items) if need_items else None
         low = (lambda x: x.to(matmul_dtype)) if matmul_dtype is not None else (lambda x: x)
@@ -97,11 +99,12 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
         return (total / ctx.count).to(torch.promote_types(states.dtype, torch.float32))
 
     @staticmethod
+    @once_differentiable  # the gradients were computed in forward: no second derivatives
     def backward(ctx, grad):
         grad_states, grad_items = ctx.saved_tensors
         scale = grad / ctx.count
         return (grad_states * scale if grad_states is not None else None,
-                grad_items * scale if grad_items is not None else None, None, None, None)
+                grad_items * scale if grad_items is not None else None, None, None, None, None)
 
 
 def chunked_softmax_ce(states: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
@@ -114,4 +117,5 @@ def chunked_softmax_ce(states: torch.Tensor, items: torch.Tensor, targets: torch
     device = states.device.type
     matmul_dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
     with torch.autocast(device, enabled=False):
-        return _ChunkedSoftmaxCE.apply(states, items, targets, chunk or ce_chunk_rows(len(items)), matmul_dtype)
+        return _ChunkedSoftmaxCE.apply(states, items, targets, chunk or ce_chunk_rows(len(items)), matmul_dtype,
+                                       torch.is_grad_enabled())
