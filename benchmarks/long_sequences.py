@@ -6,6 +6,7 @@ With --target, wall time until validation NDCG@10 reaches it instead (training +
     python benchmarks/long_sequences.py --threads 2                       # the fp32 reference / fast pairs
     python benchmarks/long_sequences.py --threads 2 --only 6 7 8 9 --name bf16   # the bf16 pairs
     python benchmarks/long_sequences.py --threads 2 --only 9 --target 0.19 --name time-to-0.19
+    python benchmarks/long_sequences.py --threads 2 --only 7 --target 0.19 --lr 2e-3 --name time-to-0.19-lr2e-3
 
 Two floors per row, both at the measured GEMM rate of the row's precision: `padded` counts every position
 of every row (what an implementation that computes on padding pays at best), `real` only the real positions
@@ -75,6 +76,7 @@ def main(argv=None) -> int:
     parser.add_argument("--target", type=float, default=None,
                         help="validation NDCG@10: time each row until it is reached (at most --max-epochs)")
     parser.add_argument("--max-epochs", type=int, default=40)
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of every row")
     parser.add_argument("--name", default="", help="suffix of the output file")
     parser.add_argument("--out", default=str(ROOT / "results" / "speed"))
     args = parser.parse_args(argv)
@@ -91,7 +93,7 @@ def main(argv=None) -> int:
                                                                   if args.target else ""), "",
              f"{os.cpu_count()} CPUs, {args.threads} torch threads, torch {torch.__version__}; measured GEMM rate "
              f"(logits-shaped) fp32 {rate['fp32']:.0f} GFLOP/s, bf16 {rate['bf16']:.0f} GFLOP/s. Settings: "
-             f"{' '.join(STRONG)}, d 64, 2 blocks, batch 32 rows, lr 1e-3, full-softmax CE over {data.n_items:,} "
+             f"{' '.join(STRONG)}, d 64, 2 blocks, batch 32 rows, lr {args.lr:g}, full-softmax CE over {data.n_items:,} "
              "items, seed 0. With length_buckets > 0 batches are sorted by length and cut to their longest row "
              "(methods/padding.py); with 0 they keep full width. `× reference`: over the same row with reference "
              "kernels; floors at the row's precision's GEMM rate.", ""]
@@ -113,11 +115,12 @@ def main(argv=None) -> int:
         rows = training_rows(data, split, 200, samples)
         load = os.getloadavg()[0]
         epochs = args.max_epochs if args.target else args.epochs
-        tag = f"{samples}-b{buckets}-{precision}-{kernels}" + (f"-to{args.target}" if args.target else "")
+        tag = (f"{samples}-b{buckets}-{precision}-{kernels}" + (f"-lr{args.lr:g}" if args.lr != 1e-3 else "")
+               + (f"-to{args.target}" if args.target else ""))
         path = raw / f"{tag}.json"
         cmd = [sys.executable, "-m", "harness.trial", "--dataset", args.dataset, "--backbone", "sasrec", *STRONG,
                "--train-samples", samples, "--length-buckets", str(buckets), "--precision", precision,
-               "--kernels", kernels, "--threads", str(args.threads), "--epochs", str(epochs),
+               "--kernels", kernels, "--threads", str(args.threads), "--epochs", str(epochs), "--lr", str(args.lr),
                "--patience", str(epochs), "--quiet", "--out", str(path)]
         if args.target:
             cmd += ["--stop-at-valid", str(args.target)]
