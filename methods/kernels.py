@@ -1,5 +1,6 @@
-"""Faster CPU kernels for training (`--kernels fast`): the same model and loss, computed with less memory
-traffic and cheaper random numbers. Measured on ML-1M at max length 200: results/speed/kernels-ml-1m.md.
+"""Faster CPU kernels (`--kernels fast`): the same model and loss, computed with less memory traffic and
+cheaper random numbers. Measured on ML-1M at max length 200: results/speed/long-sequences-ml-1m*.md (the
+evaluation side, the last block at the scored position only, lives in methods/backbones.py).
 
 - `chunked_softmax_ce`: full-softmax cross-entropy whose gradients are computed chunk by chunk during the
   forward pass, so the [positions x items] logits never exist whole and each chunk's softmax stays in cache

@@ -110,27 +110,19 @@ def _validate(body: bytes) -> tuple[bytes, str]:
         raise Permanent(f"not a decodable image ({type(err).__name__}: {err})") from None
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def _write_atomic(path: Path, data: bytes, replace: bool = True) -> None:
+    """Write `path` through a temporary file. `replace=False` creates it only if it does not exist yet (a
+    content-addressed object): a rename over it would give an earlier writer's item links another inode
+    than a later one's (seen under load with two threads storing the same image), so the file is created
+    with a hard link, which never replaces."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _write_once(path: Path, data: bytes) -> None:
-    """Create the content-addressed `path` unless it exists. Two threads storing the same image keep the
-    first one's file: a rename over it would give the second thread's item links another inode than the
-    first's (seen under load), so the object is created with a hard link, which never replaces."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        if replace:
+            os.replace(tmp, path)
+            return
         try:
             os.link(tmp, path)
         except FileExistsError:
@@ -170,7 +162,7 @@ def fetch_one(item: str, url: str, out: Path, options: FetchOptions) -> dict:
             digest = hashlib.sha256(body).hexdigest()
             obj = out / "objects" / digest[:2] / f"{digest}{ext}"
             if not obj.is_file():
-                _write_once(obj, body)
+                _write_atomic(obj, body, replace=False)
             _link_atomic(obj, out / "items" / f"{item}{ext}")
             return {"item": item, "url": url, "ok": True, "sha256": digest, "attempts": attempts}
         except Permanent as err:
