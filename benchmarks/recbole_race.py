@@ -49,7 +49,7 @@ config = Config(model=model_name, dataset=dataset, config_dict={
     "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
     "MAX_ITEM_LIST_LENGTH": 50, "train_neg_sample_args": None, "loss_type": "CE", "valid_metric": "NDCG@10",
     "stopping_step": 10, "epochs": 200, "topk": [5, 10, 20], "metrics": ["Hit", "NDCG", "MRR"],
-    "train_batch_size": 256, "show_progress": False, "checkpoint_dir": os.path.dirname(out),
+    "train_batch_size": 256, "show_progress": False, "checkpoint_dir": os.getcwd(),  # a scratch folder
 })
 init_seed(config["seed"], config["reproducibility"])
 train, valid, test = data_preparation(config, create_dataset(config))
@@ -169,9 +169,11 @@ def main(argv=None) -> int:
         peer_out = raw / f"recbole-{model}.json"
         ours_out = raw / f"ours-{model}.json"
         if not args.table_only:
-            with open(raw / f"recbole-{model}.log", "w") as log:
+            # RecBole writes its checkpoint, log/ and log_tensorboard/ into its working folder: a scratch one
+            with open(raw / f"recbole-{model}.log", "w") as log, tempfile.TemporaryDirectory() as scratch:
                 subprocess.run([str(python), handle.name, RECBOLE_MODEL[model], args.dataset, str(args.threads),
-                                str(peer_out)], env=env, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=raw)
+                                str(peer_out.resolve())], env=env, check=True, stdout=log, stderr=subprocess.STDOUT,
+                               cwd=scratch)
         peer = json.loads(peer_out.read_text())
         ours = run_ours(model, args.dataset, args.threads, env, ours_out, rerun=not args.table_only)
         lines.append(race_row(model, peer, ours, load))
