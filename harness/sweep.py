@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from dataclasses import replace
@@ -226,7 +227,9 @@ def run_sweep(grid: Grid, trials: list[TrialConfig], store: ResultStore, options
         pending = [t for t in trials if t.key() not in store.done_keys()]
     if pending:
         prepare_features(pending, options)
-        n_failed = run_trials(pending, store, resources, options, grid.name)
+        # sweeps over disjoint --only slices of one grid may share a store at the same time: each its own Tune run
+        tune_name = grid.name + "".join("-" + re.sub(r"[^A-Za-z0-9]+", "_", only) for only in args.only)
+        n_failed = run_trials(pending, store, resources, options, tune_name)
     finished = len(store.done_keys() & {t.key() for t in trials})
     print(f"[sweep] {finished}/{len(trials)} trials have records in {store.records}; {n_failed} failed this run "
           f"(errors in {store.failed})", flush=True)
