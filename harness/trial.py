@@ -148,6 +148,9 @@ class TrialConfigBase:
         if self.train_samples == "stride" and self.sample_stride > self.max_len:
             raise SettingError(f"sample_stride {self.sample_stride} > max_len {self.max_len} would leave training "
                                "targets out of every window; use a stride of at most max_len")
+        if self.loss_positions == "last" and self.backbone not in ("sasrec", "gru4rec"):
+            raise SettingError(f"loss_positions last needs a next-item backbone (sasrec, gru4rec), not "
+                               f"{self.backbone!r}")
         if self.train_fraction < 1 and self.split != "loo":
             raise SettingError("train_fraction below 1 is defined for the leave-one-out split only (split loo)")
         for name, declaration in self.SETTINGS.items():
@@ -185,6 +188,7 @@ TRAINING_TARGETS = {
     "last": "each user's most recent {L} training targets, once per epoch (SASRec+)",
     "crop": "one random window of up to {L} consecutive training targets per user, drawn anew every epoch",
     "stride": "overlapping windows of up to {L} training targets ending every {stride} targets, once per epoch",
+    "prefix": "one row per training target, ending at it with up to {L} items of context, once per epoch",
 }
 
 

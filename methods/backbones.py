@@ -70,9 +70,18 @@ class SequentialRecommender(nn.Module):
     def losses(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
         """Next-item CE at every real position of the windows, softmax over all items (padding excluded)."""
         inputs, targets = windows[:, :-1], windows[:, 1:]
+        if self.rec_loss.settings.loss_positions == "last":  # each row's last real target only
+            last = (targets > 0).sum(dim=1) - 1
+            rows = torch.arange(len(windows), device=windows.device)[last >= 0]
+            last = last[rows]
+            return {"rec": self.rec_loss(self.states_at(inputs[rows], last), targets[rows, last], self.output_items())}
         states = self.encode(inputs)
         mask = targets > 0
         return {"rec": self.rec_loss(states[mask], targets[mask], self.output_items())}
+
+    def states_at(self, item_seq: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+        """[B, d]: the state at one position `at` [B] of each row."""
+        return self.encode(item_seq)[torch.arange(len(item_seq), device=item_seq.device), at]
 
     def last_state(self, item_seq: torch.Tensor) -> torch.Tensor:
         """State at each row's last real position (histories are right-padded)."""
@@ -123,6 +132,9 @@ class TransformerRecommender(SequentialRecommender):
         if self.kernels != "fast":
             return super().last_state(item_seq)
         return self.encode(item_seq, at=(item_seq > 0).sum(dim=1).clamp(min=1) - 1)
+
+    def states_at(self, item_seq, at):
+        return super().states_at(item_seq, at) if self.kernels != "fast" else self.encode(item_seq, at=at)
 
 
 class SASRec(TransformerRecommender):

@@ -27,6 +27,10 @@ class LossSettings:
                                help="negatives per step, shared by the batch's positions")
     negatives: str = setting("uniform", choices=("uniform", "popularity"), when=("loss", ("sampled", "gbce")),
                              help="negative distribution: uniform over items, or training counts + 1")
+    loss_positions: str = setting("all", choices=("all", "last"),
+                                  help="all: a loss at every real target of a training row; last: at each row's "
+                                       "last real target only (with train_samples prefix: RecBole's one sample "
+                                       "per training prefix); next-item backbones only")
     gbce_t: float = setting(0.75, interval="[0, 1]", when=("loss", ("gbce",)),
                             help="gBCE calibration t (0: plain BCE, 1: calibrated to the full softmax)")
 

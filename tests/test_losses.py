@@ -75,3 +75,22 @@ def test_a_sampled_step_on_a_large_catalogue_never_scores_every_item(monkeypatch
     windows = torch.randint(1, 200_001, (2, 65))
     model.losses(windows)["rec"].backward()
     assert max(s[-1] for s in shapes) == 64
+
+
+@pytest.mark.parametrize("backbone, kernels", [("sasrec", "reference"), ("sasrec", "fast"), ("gru4rec", "reference")])
+def test_loss_at_the_last_position_only(backbone, kernels):
+    """loss_positions last: the CE of each row's last real target, from the state at that position alone."""
+    seed_everything(0)
+    model = build_backbone(backbone, 30, 6, loss=LossSettings(loss_positions="last"), dim=8,
+                           **({"inner_dim": 16, "kernels": kernels} if backbone == "sasrec" else {}))
+    model.eval()  # no dropout: the two computations must agree exactly
+    windows = torch.tensor([[3, 4, 5, 0, 0, 0, 0], [1, 2, 3, 4, 5, 6, 7], [9, 8, 0, 0, 0, 0, 0]])
+    states = model.encode(windows[:, :-1])
+    last = torch.tensor([1, 5, 0])  # the last real target's position in windows[:, 1:]
+    logits = states[torch.arange(3), last] @ model.output_items()[1:].T
+    expected = F.cross_entropy(logits, torch.tensor([5, 7, 8]) - 1)
+    assert torch.isclose(model.losses(windows)["rec"], expected, atol=1e-5)
+    every = build_backbone(backbone, 30, 6, dim=8, **({"inner_dim": 16} if backbone == "sasrec" else {}))
+    every.load_state_dict(model.state_dict())
+    every.eval()
+    assert not torch.isclose(every.losses(windows)["rec"], expected, atol=1e-5)  # all positions: another mean

@@ -51,7 +51,7 @@ def test_the_frozen_key_list_holds_only_declared_settings():
     # settings added since the list was frozen, or never keyed (execution only)
     assert set(SETTINGS) - KEYED_FIELDS_V1 == {"score_with", "device", "threads", "eval_batch_size", "train_samples",
                                                "sample_stride", "loss", "n_negatives", "negatives", "gbce_t",
-                                               "length_buckets", "holistic_projection",
+                                               "length_buckets", "holistic_projection", "loss_positions",
                                                "bucket_weights", "kernels"}
 
 
@@ -134,6 +134,7 @@ def test_canonical_resets_what_the_method_and_backbone_ignore():
     ({"epochs": 2.5}, "epochs: 2.5 is not a int"),
     ({"train_samples": "all"}, "train_samples: 'all' is not allowed; choose from windows, last, crop, stride"),
     ({"train_samples": "stride", "sample_stride": 60}, "sample_stride 60 > max_len 50 would leave training targets"),
+    ({"backbone": "bert4rec", "loss_positions": "last"}, "loss_positions last needs a next-item backbone"),
     ({"loss": "bpr"}, "loss: 'bpr' is not allowed; choose from ce, sampled, gbce"),
     ({"loss": "gbce", "gbce_t": 1.5}, r"gbce_t: 1.5 is outside the allowed range [0, 1]"),
     ({"negatives": "hard"}, "negatives: 'hard' is not allowed; choose from uniform, popularity"),

@@ -97,6 +97,10 @@ def test_training_sample_modes_by_hand():
     assert training_rows(data, split, 4, "stride", stride=2).tolist() == [
         [6, 7, 8, 9, 10], [4, 5, 6, 7, 8], [2, 3, 4, 5, 6], [1, 2, 3, 4, 0], [20, 21, 0, 0, 0]]
     assert training_rows(data, split, 4, "stride", stride=4).tolist() == training_windows(data, split, 4).tolist()
+    # one row per training target, ending at it, with up to 4 targets (RecBole's per-prefix samples)
+    assert training_rows(data, split, 4, "prefix").tolist() == [
+        [1, 2, 0, 0, 0], [1, 2, 3, 0, 0], [1, 2, 3, 4, 0], [1, 2, 3, 4, 5], [2, 3, 4, 5, 6], [3, 4, 5, 6, 7],
+        [4, 5, 6, 7, 8], [5, 6, 7, 8, 9], [6, 7, 8, 9, 10], [20, 21, 0, 0, 0]]
     crops = RandomCrops(data, split, 4)
     seen = set()
     for seed in range(40):

@@ -16,7 +16,7 @@ from kdsr_util.settings import AUTO, setting
 
 
 SPLITS = ("loo", "ratio")
-TRAIN_SAMPLES = ("windows", "last", "crop", "stride")
+TRAIN_SAMPLES = ("windows", "last", "crop", "stride", "prefix")
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,8 @@ class ProtocolOptions:
                                       "target once in fixed non-overlapping windows cut from the end; last = each "
                                       "user's most recent window only (SASRec+); crop = one random full-length "
                                       "window per user, fresh every epoch; stride = overlapping windows ending "
-                                      "every sample_stride targets")
+                                      "every sample_stride targets; prefix = one row per training target, "
+                                      "ending at it (with loss_positions last: RecBole's per-prefix samples)")
     exclude_history: bool | str = setting(AUTO, auto=True, item=bool, before=False,
                                           help="remove the user's earlier items from the ranking; auto: decided "
                                                "from the training data (excluded when no user repeats an item, "
@@ -133,8 +134,11 @@ def training_rows(data: SequenceData, split: Split, max_len: int, samples: str =
             raise ValueError(f"stride {stride}: use 1 <= stride <= max_len ({max_len})")
         step = stride
         per_user = np.where(n_targets > 0, 1 + -(-np.maximum(n_targets - max_len, 0) // stride), 0)
+    elif samples == "prefix":  # one row per target, ending at it
+        user = data.user_of_position()[split.train_pos]
+        return _window_rows(data, user, split.train_pos, max_len)
     else:
-        raise ValueError(f"train_samples {samples!r} has no fixed rows; choose from windows, last, stride "
+        raise ValueError(f"train_samples {samples!r} has no fixed rows; choose from windows, last, stride, prefix "
                          "(crop: RandomCrops)")
     user = np.repeat(np.arange(data.n_users), per_user)
     j = _ranges(np.zeros_like(per_user), per_user)  # 0 = the most recent window of the user
