@@ -208,11 +208,11 @@ def main(argv=None) -> int:
         print("error: no trial matches the --only filters", file=sys.stderr)
         return 2
     return run_sweep(grid, trials, store, options, resume=args.resume, search=args.search,
-                     report=not args.no_report)
+                     report=not args.no_report, only=args.only)
 
 
 def run_sweep(grid: Grid, trials: list[TrialConfig], store: ResultStore, options: SweepOptions, resume: bool = False,
-              search: str | None = None, report: bool = True) -> int:
+              search: str | None = None, report: bool = True, only: list[str] = ()) -> int:
     done, failed = store.done_keys(), store.failed_keys()
     skipped_failed = set() if resume else {t.key() for t in trials} & failed
     pending = [t for t in trials if t.key() not in done and t.key() not in skipped_failed]
@@ -228,7 +228,7 @@ def run_sweep(grid: Grid, trials: list[TrialConfig], store: ResultStore, options
     if pending:
         prepare_features(pending, options)
         # sweeps over disjoint --only slices of one grid may share a store at the same time: each its own Tune run
-        tune_name = grid.name + "".join("-" + re.sub(r"[^A-Za-z0-9]+", "_", only) for only in args.only)
+        tune_name = grid.name + "".join("-" + re.sub(r"[^A-Za-z0-9]+", "_", only) for only in only)
         n_failed = run_trials(pending, store, resources, options, tune_name)
     finished = len(store.done_keys() & {t.key() for t in trials})
     print(f"[sweep] {finished}/{len(trials)} trials have records in {store.records}; {n_failed} failed this run "
