@@ -856,8 +856,10 @@ def write_report(results: str | Path, out: str | Path, metrics=DEFAULT_METRICS, 
     retention = retention_figure(records, figures_dir)
     if retention:
         figures.append(retention[0].name)
-    for table in tables:
-        table.write(tables_dir)
+    written = {path for table in tables for path in table.write(tables_dir)}
+    for stale in tables_dir.glob("*"):  # a table an earlier report wrote that these records no longer give
+        if stale.suffix in (".md", ".tex", ".csv") and stale not in written:
+            stale.unlink()
     doc = [f"# Report: {len(records)} trials from {results.name}/\n",
            "Regenerate: `python -m harness.report --results <store> --out <this folder>`. Long CSV: "
            "[trials_long.csv](trials_long.csv). Every table also as [LaTeX and CSV](tables/).\n"]

@@ -83,6 +83,16 @@ def test_missing_cells_are_shown_as_missing_and_partial_sweeps_report(tmp_path):
     assert "ml-1m,NDCG@10,,," in csv  # mean and std empty for the missing cell
 
 
+def test_a_rewritten_report_drops_the_tables_its_records_no_longer_give(tmp_path):
+    store = write(tmp_path / "r", [record("id", 0, 0.1)])
+    out = write_report(store, tmp_path / "o", metrics=["NDCG@10"])
+    (out / "tables" / "main-old-layout.csv").write_text("stale")
+    (out / "tables" / "notes.txt").write_text("not a table: kept")
+    write_report(store, out, metrics=["NDCG@10"])
+    assert not (out / "tables" / "main-old-layout.csv").exists()
+    assert (out / "tables" / "notes.txt").exists() and (out / "tables" / "overview.md").exists()
+
+
 def test_overview_repeats_encoder_free_rows_per_encoder_and_bolds_the_best(tmp_path):
     records = [record("id", 0, 0.10), record("id", 1, 0.12), record("kdsr", 0, 0.13),
                record("kdsr", 0, 0.09, encoder=("smollm2-135m",)), record("frozen", 0, 0.11, backbone="gru4rec"),
