@@ -228,7 +228,7 @@ def run_sweep(grid: Grid, trials: list[TrialConfig], store: ResultStore, options
     if pending:
         prepare_features(pending, options)
         # sweeps over disjoint --only slices of one grid may share a store at the same time: each its own Tune run
-        tune_name = grid.name + "".join("-" + re.sub(r"[^A-Za-z0-9]+", "_", only) for only in only)
+        tune_name = grid.name + "".join("-" + re.sub(r"[^A-Za-z0-9]+", "_", f) for f in only)
         n_failed = run_trials(pending, store, resources, options, tune_name)
     finished = len(store.done_keys() & {t.key() for t in trials})
     print(f"[sweep] {finished}/{len(trials)} trials have records in {store.records}; {n_failed} failed this run "

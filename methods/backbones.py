@@ -85,9 +85,7 @@ class SequentialRecommender(nn.Module):
 
     def last_state(self, item_seq: torch.Tensor) -> torch.Tensor:
         """State at each row's last real position (histories are right-padded)."""
-        states = self.encode(item_seq)
-        last = (item_seq > 0).sum(dim=1).clamp(min=1) - 1
-        return states[torch.arange(len(item_seq), device=item_seq.device), last]
+        return self.states_at(item_seq, (item_seq > 0).sum(dim=1).clamp(min=1) - 1)
 
     def predict_states(self, item_seq: torch.Tensor) -> torch.Tensor:
         """[B, d] states whose dot products with output_items() are the scores of the next item."""
@@ -127,11 +125,6 @@ class TransformerRecommender(SequentialRecommender):
         for index, block in enumerate(self.blocks):
             x = block(x, mask, at if index == len(self.blocks) - 1 else None)
         return x
-
-    def last_state(self, item_seq):
-        if self.kernels != "fast":
-            return super().last_state(item_seq)
-        return self.encode(item_seq, at=(item_seq > 0).sum(dim=1).clamp(min=1) - 1)
 
     def states_at(self, item_seq, at):
         return super().states_at(item_seq, at) if self.kernels != "fast" else self.encode(item_seq, at=at)
@@ -236,9 +229,7 @@ class BERT4Rec(TransformerRecommender):
         position = torch.where(full, lengths - 1, lengths)
         rows = torch.arange(len(seq), device=seq.device)
         seq[rows, position] = self.mask_token
-        if self.kernels == "fast":
-            return self.encode(seq, at=position)
-        return self.encode(seq)[rows, position]
+        return self.states_at(seq, position)
 
 
 class MostPopular(nn.Module):
