@@ -148,8 +148,9 @@ class TrialConfigBase:
         if self.train_samples == "stride" and self.sample_stride > self.max_len:
             raise SettingError(f"sample_stride {self.sample_stride} > max_len {self.max_len} would leave training "
                                "targets out of every window; use a stride of at most max_len")
-        if self.loss_positions == "last" and self.backbone not in ("sasrec", "gru4rec"):
-            raise SettingError(f"loss_positions last needs a next-item backbone (sasrec, gru4rec), not "
+        if self.loss_positions == "last" and not BACKBONES[self.backbone].next_item:
+            next_item = ", ".join(name for name, spec in BACKBONES.items() if spec.next_item)
+            raise SettingError(f"loss_positions last needs a next-item backbone ({next_item}), not "
                                f"{self.backbone!r}")
         if self.train_fraction < 1 and self.split != "loo":
             raise SettingError("train_fraction below 1 is defined for the leave-one-out split only (split loo)")

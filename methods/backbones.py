@@ -281,6 +281,7 @@ class BackboneSpec:
     reads: dict[str, str] = field(default_factory=dict)
     takes_max_len: bool = True
     trained: bool = True  # has a training loss (methods.losses settings apply)
+    next_item: bool = True  # predicts the next item at every position (loss_positions last applies)
 
     def kwargs(self, settings: dict) -> dict:
         return {argument: settings[name] for name, argument in self.reads.items()}
@@ -302,8 +303,8 @@ BACKBONES = {
     "gru4rec": BackboneSpec(GRU4Rec, {"dim": "dim", "gru_hidden": "hidden", "gru_dropout": "dropout",
                                       "kernels": "kernels"},
                             takes_max_len=False),
-    "bert4rec": BackboneSpec(BERT4Rec, {**_TRANSFORMER, "mask_prob": "mask_prob"}),
-    "pop": BackboneSpec(MostPopular, takes_max_len=False, trained=False),
+    "bert4rec": BackboneSpec(BERT4Rec, {**_TRANSFORMER, "mask_prob": "mask_prob"}, next_item=False),
+    "pop": BackboneSpec(MostPopular, takes_max_len=False, trained=False, next_item=False),
 }
 BACKBONE_SETTINGS = tuple(declared(BackboneSettings, "backbone"))
 
