@@ -45,7 +45,7 @@ def test_dry_run_counts_of_every_shipped_grid(capsys):
     expected = {"demo": 3, "smoke": 3, "ml1m": 3, "sparse": 2 * (1 + 3 * 2) * 3, "sparse-ml1m": 1 + 2 * 2, "kdsr-knobs": 3 * 5,
                 "samples-ml100k": 2 * 4 * 3, "buckets-ml100k": 3 + 2 * 3, "holistic-ml100k": 2 * 3, "strong-ml1m": 3, "strong-ml100k": 2 * 2 * 5, "search-ml100k": 3 * 5, "kdsr-strong-ml100k": 2 * 6 * 3,
                 "scaling-cpu": 5 * (1 + 6 * 3), "scaling-sparse-cpu": 5 * (1 + 6 * 3), "kd-ladder-cpu": 3 * 3 * 9,
-                "strong-ml1m-fast": 3, "kdsr-strong-ml1m": 4, "kernels-ml100k": 2 * 2 * 5, "included-ml100k": 2 * 5, "prefix-ml100k": 3, "width-ml1m": 1, "cpu": 2 * (1 + 8 * 2) * 3, "paper": 4 * 3 * (1 + 8 * 3) * 3,
+                "strong-ml1m-fast": 3, "kdsr-strong-ml1m": 4 * 3, "kernels-ml100k": 2 * 2 * 5, "included-ml100k": 2 * 5, "prefix-ml100k": 3, "width-ml1m": 1, "cpu": 2 * (1 + 8 * 2) * 3, "paper": 4 * 3 * (1 + 8 * 3) * 3,
                 # per encoder: 3 baselines that ignore K and D + kdsr over 3 K x 4 D; 3 seeds
                 "scaling": 16 * (3 + 12) * 3}
     # full = paper + scaling - their overlap (beauty, sasrec, vit-base / clip-b32-text, 4 methods, K 50 D 8)
