@@ -10,6 +10,7 @@ table. The same records always give byte-identical files; a missing cell is show
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from dataclasses import asdict
@@ -397,6 +398,70 @@ def anchors_table(records: list[dict], long: pd.DataFrame, split: str) -> Table 
                "items were removed from the ranking (– where the source does not say). A row compares with another "
                "only under the same protocol.")
     return Table("anchors", caption, header, rows, groups=groups, numeric=pd.DataFrame(numeric))
+
+
+def _cell_of(config: dict) -> tuple:
+    return config["dataset"], config["backbone"], config["method"], tuple(config.get("encoder") or ())
+
+
+def _format_setting(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else _fmt_value(value)
+
+
+def search_table(store: Path) -> Table | None:
+    """The Optuna search behind a store's final runs (<store>/search/, written by `--search optuna`): every
+    sampled setting of each cell with its validation NDCG@10 (the searched metric, seed 0), best first, the
+    chosen one in bold. Validation only: a search trial's test numbers are never shown."""
+    folder = store / "search"
+    if not (folder / "records").is_dir():
+        return None
+    summaries = {_cell_of(summary["cell"]): summary
+                 for summary in (json.loads(path.read_text()) for path in sorted(folder.glob("*.json")))}
+    cells: dict[tuple, list[dict]] = {}
+    for record in load_records(folder / "records"):
+        cells.setdefault(_cell_of(record["config"]), []).append(record)
+    if not cells:
+        return None
+    names = list(dict.fromkeys(name for summary in summaries.values() for name in summary["space"]))
+    names += [name for records in cells.values() for name in _searched_names(records) if name not in names]
+    header = ["data set", "backbone", "method", "encoder", "status", "rank", "valid NDCG@10", "best epoch",
+              "epochs", *names]
+    rows, marks, groups, numeric = [], {}, [], []
+    order = sorted(cells, key=lambda c: (c[0], _order_index(c[1], BACKBONE_ORDER), _order_index(c[2], METHOD_ORDER)))
+    for cell in order:
+        summary = summaries.get(cell)
+        records = sorted(cells[cell], key=lambda r: -r["valid"]["overall"]["NDCG@10"])
+        status = (f"done ({len(records)} of {summary['samples']})" if summary
+                  else f"searching ({len(records)} so far)")
+        groups.append(len(rows))
+        for rank, record in enumerate(records, 1):
+            config, score = record["config"], record["valid"]["overall"]["NDCG@10"]
+            chosen = summary is not None and all(config.get(k) == v for k, v in summary["best"].items())
+            used = [name for name in names if name in (summary["space"] if summary else _searched_names(records))]
+            if chosen:
+                marks.update({(len(rows), j): "bold" for j in range(len(header))})
+            rows.append([cell[0], cell[1], cell[2], ",".join(cell[3]) or MISSING, status, str(rank), f"{score:.4f}",
+                         str(record["best_epoch"]), str(record["epochs_run"]),
+                         *(_format_setting(config[name]) if name in used else MISSING for name in names)])
+            numeric.append({"dataset": cell[0], "backbone": cell[1], "method": cell[2], "encoder": ",".join(cell[3]),
+                            "status": status, "rank": rank, "valid_NDCG@10": score, "chosen": chosen,
+                            "best_epoch": record["best_epoch"], "epochs": record["epochs_run"],
+                            **{name: _fmt_value(config[name]) if name in used else "" for name in names}})
+    samplers = sorted({summary["sampler"] for summary in summaries.values()}) or ["optuna TPESampler(seed=0)"]
+    caption = ("Hyper-parameter search (`--search optuna`, " + ", ".join(samplers) + "): every sampled setting "
+               "of each cell with its best validation NDCG@10 on seed 0, best first; bold: the setting chosen "
+               "(the cell's best), which then ran with every seed (the main table). Validation split only: the "
+               "search never sees test numbers. Status: done (trials of samples asked) or still searching (an "
+               "interrupted search; its trials are reused when the sweep reruns). – : a setting the cell does "
+               "not search.")
+    return Table("search", caption, header, rows, marks=marks, groups=groups, numeric=pd.DataFrame(numeric))
+
+
+def _searched_names(records: list[dict]) -> list[str]:
+    """Settings that vary among a cell's search trials (for a cell whose search has no summary yet)."""
+    configs = [r["config"] for r in records]
+    return [name for name in configs[0] if name not in ("seed", "threads", "device")
+            and len({json.dumps(c.get(name)) for c in configs}) > 1]
 
 
 def efficiency_table(records: list[dict], trials: pd.DataFrame) -> Table:
@@ -790,6 +855,7 @@ def write_report(results: str | Path, out: str | Path, metrics=DEFAULT_METRICS, 
     results = Path(results)
     if (results / "records").is_dir():
         results = results / "records"
+    store = results.parent if results.name == "records" else results
     records = load_records(results)
     out = Path(out)
     if not records:
@@ -849,6 +915,9 @@ def write_report(results: str | Path, out: str | Path, metrics=DEFAULT_METRICS, 
     retention_rows = retention_table(records)
     if retention_rows:
         tables.append(retention_rows)
+    search = search_table(store)
+    if search:
+        tables.append(search)
     tables.append(efficiency_table(records, trials))
     costs = encoder_cost_table(records, trials)
     if costs:

@@ -237,3 +237,30 @@ def test_scaling_slope_is_fitted_per_method_with_a_confidence_interval(tmp_path)
     assert rows["two_stage"][10] == "no" and abs(float(rows["two_stage"][6])) < 0.0005  # a hump, no slope
     costs = (out / "tables" / "encoder_costs.md").read_text()
     assert "| ml-100k | qwen2.5-1.5b | 1000.0M |" in costs
+
+
+def test_search_table_lists_every_sampled_setting_best_first_and_bolds_the_chosen_one(tmp_path):
+    """The report of a searched store shows the search (validation only); a cell whose search was
+    interrupted (records, no summary) is labelled as still searching, with nothing bold."""
+    store = tmp_path / "store"
+    write(store / "records", [record("id", s, 0.05, encoder=()) for s in (0, 1)])
+    sasrec = [record("id", 0, v, encoder=(), lr=lr, dropout=d) for v, lr, d in
+              ((0.04, 1e-3, 0.1), (0.06, 2e-3, 0.3), (0.05, 5e-4, 0.2))]
+    for r in sasrec:
+        r["test"]["overall"] = {**r["test"]["overall"], "NDCG@10": 0.999}  # must never appear
+    gru = [record("id", 0, v, encoder=(), backbone="gru4rec", lr=lr) for v, lr in ((0.03, 1e-3), (0.02, 3e-3))]
+    write(store / "search" / "records", sasrec + gru)
+    cell = asdict(TrialConfig(dataset="ml-100k", backbone="sasrec", method="id").canonical())
+    (store / "search" / "summary.json").write_text(json.dumps(
+        {"cell": cell, "best": {"lr": 2e-3, "dropout": 0.3}, "samples": 3, "sampler": "optuna TPESampler(seed=0)",
+         "space": {"lr": ["loguniform", 1e-4, 1e-2], "dropout": ["uniform", 0.0, 0.5]}}))
+    out = write_report(store, tmp_path / "out")
+    text = (out / "tables" / "search.md").read_text()
+    assert "0.999" not in text
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) == 5  # backbones in the tables' order: gru4rec, then sasrec
+    assert all("searching (2 so far)" in row and "**" not in row for row in rows[:2])
+    assert "0.0300" in rows[0] and "0.0200" in rows[1]
+    assert "**0.0600**" in rows[2] and "**0.002**" in rows[2] and "done (3 of 3)" in rows[2]
+    assert "0.0500" in rows[3] and "**" not in rows[3] and "0.0400" in rows[4]
+    assert "## search" in (out / "README.md").read_text()
