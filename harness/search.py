@@ -21,6 +21,11 @@ from harness.store import ResultStore
 from harness.trial import TrialConfig
 
 SEARCH_RECORDS = "search/records"
+
+
+class SearchInterrupted(RuntimeError):
+    """A cell's search stopped before its samples finished (e.g. Ctrl-C): nothing is chosen or stored."""
+
 # setting -> (distribution, arguments); a trial searches the settings its backbone and method read
 SEARCH_SPACE = {
     "lr": ("loguniform", (1e-4, 1e-2)),
@@ -87,12 +92,23 @@ def search_cell(cell: str, base: TrialConfig, store: ResultStore, resources: dic
     results = fit_tuner(f"{grid_name}-search-{cell}", store, resources,
                         {"run": trial_params(base, store, SEARCH_RECORDS, resources, options), "hp": space}, options,
                         search_alg=searcher, num_samples=options.num_samples, metric=SUMMARY_METRIC, mode="max")
-    result = results.get_best_result()
-    if result.config is None or result.metrics is None or SUMMARY_METRIC not in result.metrics:
-        raise RuntimeError(f"the Optuna search of cell {cell} produced no successful trial; "
-                           f"see {store.root / SEARCH_RECORDS / 'failed'}")
-    best = dict(result.config["hp"])
-    print(f"[search] cell {cell} ({base.method}/{base.backbone}): best valid NDCG@10 "
-          f"{result.metrics[SUMMARY_METRIC]:.4f} with {best}", flush=True)
+    best, score = choose_best(results, options.num_samples, cell, store.root / SEARCH_RECORDS / "failed")
+    print(f"[search] cell {cell} ({base.method}/{base.backbone}): best valid NDCG@10 {score:.4f} with {best}",
+          flush=True)
     return best
+
+
+def choose_best(results, num_samples: int, cell: str, failed_folder) -> tuple[dict, float]:
+    """The searched values of the best finished trial and its score. Only finished trials count (an
+    epoch's intermediate report of an interrupted or failed trial is not a result); a search that stopped
+    before all its samples finished or failed (Ctrl-C) raises SearchInterrupted, so no best is stored."""
+    finished = [r for r in results if r.metrics and r.metrics.get("final") and SUMMARY_METRIC in r.metrics]
+    if len(finished) + results.num_errors < num_samples:
+        raise SearchInterrupted(f"the search of cell {cell} stopped after {len(finished)} finished and "
+                                f"{results.num_errors} failed of {num_samples} samples; no best setting was stored. "
+                                "Rerun the same command to resume (finished trials are reused).")
+    if not finished:
+        raise RuntimeError(f"the Optuna search of cell {cell} produced no successful trial; see {failed_folder}")
+    best = max(finished, key=lambda r: r.metrics[SUMMARY_METRIC])
+    return dict(best.config["hp"]), best.metrics[SUMMARY_METRIC]
 

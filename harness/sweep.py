@@ -32,7 +32,7 @@ from harness.grid import Grid, GridError, filter_trials, load_grid
 from harness.raytune import (SUMMARY_METRIC, SweepOptions, concurrency, fit_tuner, prepare_features, start_ray,
                              trial_label, trial_params, trial_resources)
 from harness.report import write_report
-from harness.search import optuna_cells
+from harness.search import SearchInterrupted, optuna_cells
 from harness.store import ResultStore
 from harness.trial import TrialConfig
 
@@ -223,7 +223,11 @@ def run_sweep(grid: Grid, trials: list[TrialConfig], store: ResultStore, options
     resources = trial_resources(grid.resources, options, ray.cluster_resources().get("GPU", 0))
     n_failed = 0
     if search == "optuna":
-        trials = optuna_cells(trials, store, resources, options, grid.name, grid.search)  # the cells' best settings x seeds
+        try:
+            trials = optuna_cells(trials, store, resources, options, grid.name, grid.search)  # best settings x seeds
+        except SearchInterrupted as err:
+            print(f"[sweep] {err}", flush=True)
+            return 130
         pending = [t for t in trials if t.key() not in store.done_keys()]
     if pending:
         prepare_features(pending, options)

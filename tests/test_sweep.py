@@ -220,3 +220,28 @@ def test_a_grid_names_its_search_space_and_a_stored_search_of_another_space_is_r
         path.write_text(yaml.safe_dump({"axes": {"method": ["id"]}, "search": bad}))
         with pytest.raises(GridError, match=message):
             load_grid(str(path))
+
+
+def test_an_interrupted_search_chooses_nothing_and_only_finished_trials_count():
+    """Ctrl-C during a cell's search leaves trials that reported epochs but never finished: their
+    intermediate validation must neither be chosen nor let a partial search store a best setting."""
+    from types import SimpleNamespace
+
+    from harness.search import SUMMARY_METRIC, SearchInterrupted, choose_best
+
+    def trial(score, lr, final=True):
+        return SimpleNamespace(metrics={SUMMARY_METRIC: score, "final": final}, config={"hp": {"lr": lr}})
+
+    class Results(list):
+        num_errors = 0
+
+    partial = Results([trial(0.05, 1e-3), trial(0.04, 2e-3), trial(0.09, 3e-3, final=False)])
+    with pytest.raises(SearchInterrupted, match="2 finished and 0 failed of 3 samples"):
+        choose_best(partial, 3, "c", "failed/")
+    failed = Results([trial(0.05, 1e-3), trial(0.04, 2e-3), trial(0.09, 3e-3, final=False)])
+    failed.num_errors = 1  # the third failed after an epoch: the search is complete, its epoch is no result
+    assert choose_best(failed, 3, "c", "failed/") == ({"lr": 1e-3}, 0.05)
+    nothing = Results([trial(0.09, 3e-3, final=False)])
+    nothing.num_errors = 1
+    with pytest.raises(RuntimeError, match="no successful trial"):
+        choose_best(nothing, 1, "c", "failed/")
