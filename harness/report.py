@@ -422,8 +422,10 @@ def search_table(store: Path) -> Table | None:
         cells.setdefault(_cell_of(record["config"]), []).append(record)
     if not cells:
         return None
-    names = list(dict.fromkeys(name for summary in summaries.values() for name in summary["space"]))
-    names += [name for records in cells.values() for name in _searched_names(records) if name not in names]
+    searched = {cell: list(summaries[cell]["space"]) if cell in summaries else _searched_names(records)
+                for cell, records in cells.items()}  # a cell whose search has no summary yet: what varies
+    names = list(dict.fromkeys([name for summary in summaries.values() for name in summary["space"]]
+                               + [name for cell_names in searched.values() for name in cell_names]))
     header = ["data set", "backbone", "method", "encoder", "status", "rank", "valid NDCG@10", "best epoch",
               "epochs", *names]
     rows, marks, groups, numeric = [], {}, [], []
@@ -437,16 +439,15 @@ def search_table(store: Path) -> Table | None:
         for rank, record in enumerate(records, 1):
             config, score = record["config"], record["valid"]["overall"]["NDCG@10"]
             chosen = summary is not None and all(config.get(k) == v for k, v in summary["best"].items())
-            used = [name for name in names if name in (summary["space"] if summary else _searched_names(records))]
             if chosen:
                 marks.update({(len(rows), j): "bold" for j in range(len(header))})
             rows.append([cell[0], cell[1], cell[2], ",".join(cell[3]) or MISSING, status, str(rank), f"{score:.4f}",
                          str(record["best_epoch"]), str(record["epochs_run"]),
-                         *(_format_setting(config[name]) if name in used else MISSING for name in names)])
+                         *(_format_setting(config[name]) if name in searched[cell] else MISSING for name in names)])
             numeric.append({"dataset": cell[0], "backbone": cell[1], "method": cell[2], "encoder": ",".join(cell[3]),
                             "status": status, "rank": rank, "valid_NDCG@10": score, "chosen": chosen,
                             "best_epoch": record["best_epoch"], "epochs": record["epochs_run"],
-                            **{name: _fmt_value(config[name]) if name in used else "" for name in names}})
+                            **{name: _fmt_value(config[name]) if name in searched[cell] else "" for name in names}})
     samplers = sorted({summary["sampler"] for summary in summaries.values()}) or ["optuna TPESampler(seed=0)"]
     caption = ("Hyper-parameter search (`--search optuna`, " + ", ".join(samplers) + "): every sampled setting "
                "of each cell with its best validation NDCG@10 on seed 0, best first; bold: the setting chosen "

@@ -23,9 +23,6 @@ from harness.trial import TrialConfig
 SEARCH_RECORDS = "search/records"
 
 
-class SearchInterrupted(RuntimeError):
-    """A cell's search stopped before its samples finished (e.g. Ctrl-C): nothing is chosen or stored."""
-
 # setting -> (distribution, arguments); a trial searches the settings its backbone and method read
 SEARCH_SPACE = {
     "lr": ("loguniform", (1e-4, 1e-2)),
@@ -37,6 +34,10 @@ SEARCH_SPACE = {
     "K": ("choice", ([20, 50, 100],)),
     "D": ("choice", ([1, 4, 8, 16],)),
 }
+
+
+class SearchInterrupted(RuntimeError):
+    """A cell's search stopped before its samples finished (e.g. Ctrl-C): nothing is chosen or stored."""
 
 
 def cell_space(cfg: TrialConfig, space: dict | None = None) -> dict:
